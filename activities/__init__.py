@@ -1,0 +1,1 @@
+"""Activities: the journey's only I/O (the PostgreSQL event store)."""

@@ -1,0 +1,1 @@
+"""Corridor: durable, event-sourced follow-up engine for economic trade missions."""

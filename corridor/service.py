@@ -1,0 +1,216 @@
+"""Client-side operations: enrolling firms and sending staff commands to journeys.
+
+The CLI and the demo go through these functions; they turn Temporal's errors into
+``Refused`` with the domain's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.calendar import ProgrammeClock
+from domain.commands import (
+    ArrangeMeeting,
+    Command,
+    DecideEvaluation,
+    EnrollFirm,
+    RecordMeetingResult,
+    RecordVisitAttendance,
+    RequestMeeting,
+    SignContract,
+    Withdraw,
+)
+from domain.errors import DomainError
+from domain.journey import decide
+from workflows.journey import (
+    CommandResult,
+    FirmJourney,
+    JourneyInput,
+    JourneyView,
+    journey_workflow_id,
+)
+
+
+class Refused(Exception):
+    """A command was refused; nothing was changed.
+
+    Attributes:
+        rule: The broken rule's error type (e.g. ``MeetingRuleBroken``), or a Temporal
+            condition such as ``UnknownJourney``.
+        message: The explanation.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        self.message = message
+        super().__init__(f"{rule}: {message}")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Result of enrolling one firm: started now, or already enrolled before."""
+
+    firm_id: str
+    workflow_id: str
+    started: bool
+
+
+_UPDATES: dict[type[Command], Callable[..., Any]] = {
+    RequestMeeting: FirmJourney.request_meeting,
+    ArrangeMeeting: FirmJourney.arrange_meeting,
+    RecordMeetingResult: FirmJourney.record_meeting_result,
+    SignContract: FirmJourney.sign_contract,
+    RecordVisitAttendance: FirmJourney.record_visit_attendance,
+    DecideEvaluation: FirmJourney.decide_evaluation,
+    Withdraw: FirmJourney.withdraw,
+}
+
+
+def check_enrollment(command: EnrollFirm, now: datetime | None = None) -> None:
+    """Apply the enrolment rules before starting anything.
+
+    Args:
+        command: The enrolment.
+        now: Business instant (aware); defaults to the real time.
+
+    Raises:
+        Refused: The enrolment breaks a rule.
+    """
+    try:
+        decide(None, command, now or datetime.now(UTC))
+    except DomainError as error:
+        raise Refused(error.rule, str(error)) from None
+
+
+async def enroll(
+    client: Client,
+    command: EnrollFirm,
+    *,
+    task_queue: str,
+    clock: ProgrammeClock | None = None,
+    continue_as_new_after: int | None = None,
+    start: Callable[..., Awaitable[WorkflowHandle[Any, Any]]] | None = None,
+) -> Enrolment:
+    """Start the firm's journey, unless it already has one (running or ended).
+
+    Args:
+        client: Temporal client.
+        command: The enrolment (already checked with ``check_enrollment``).
+        task_queue: Task queue of the workers.
+        clock: Business clock of the journey (real time by default).
+        continue_as_new_after: History length after which the journey continues as new.
+        start: Alternative ``start_workflow`` (e.g. a time-skipping client's).
+
+    Returns:
+        Whether the journey was started now.
+    """
+    workflow_id = journey_workflow_id(command.programme.id, command.firm.id)
+    journey_input = JourneyInput(enrollment=command, clock=clock or ProgrammeClock())
+    if continue_as_new_after is not None:
+        journey_input.continue_as_new_after = continue_as_new_after
+    try:
+        await (start or client.start_workflow)(
+            FirmJourney.run,
+            journey_input,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"{command.firm.name}: journey in {command.programme.name}",
+            memo={"firm_name": command.firm.name, "programme": command.programme.id},
+        )
+    except WorkflowAlreadyStartedError:
+        return Enrolment(command.firm.id, workflow_id, started=False)
+    return Enrolment(command.firm.id, workflow_id, started=True)
+
+
+def journey_handle(client: Client, programme_id: str, firm_id: str) -> WorkflowHandle[Any, Any]:
+    """Handle on a journey's latest run (follows continue-as-new)."""
+    return client.get_workflow_handle(journey_workflow_id(programme_id, firm_id))
+
+
+async def send(client: Client, programme_id: str, firm_id: str, command: Command) -> CommandResult:
+    """Send a staff command to a journey as an update and wait for its result.
+
+    Args:
+        client: Temporal client.
+        programme_id: The programme.
+        firm_id: The firm whose journey receives the command.
+        command: One of the staff commands.
+
+    Returns:
+        The journey's answer (events recorded, or ``duplicate`` for a known command id).
+
+    Raises:
+        Refused: The journey refused the command (its rule and message), the firm has
+            no journey, or the journey has ended.
+    """
+    handle = journey_handle(client, programme_id, firm_id)
+    update = _UPDATES[type(command)]
+    try:
+        result: CommandResult = await handle.execute_update(
+            update, command, id=command.command_id, result_type=CommandResult
+        )
+        return result
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError):
+            raise Refused(cause.type or "Refused", cause.message) from None
+        raise Refused("Refused", str(cause)) from None
+    except RPCError as error:
+        raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
+
+
+async def _journey_unavailable(
+    handle: WorkflowHandle[Any, Any], firm_id: str, programme_id: str, error: RPCError
+) -> Refused:
+    if error.status == RPCStatusCode.NOT_FOUND:
+        try:
+            description = await handle.describe()
+        except RPCError:
+            return Refused(
+                "UnknownJourney", f"firm {firm_id} has no journey in programme {programme_id}"
+            )
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            status = description.status.name.lower() if description.status else "ended"
+            return Refused("JourneyOver", f"the journey of {firm_id} has ended ({status})")
+    return Refused("Unavailable", f"journey of {firm_id}: {error.message}")
+
+
+async def view(client: Client, programme_id: str, firm_id: str) -> JourneyView:
+    """Query a journey's state (works on running and ended journeys).
+
+    Raises:
+        Refused: The firm has no journey in this programme.
+    """
+    handle = journey_handle(client, programme_id, firm_id)
+    try:
+        result: JourneyView = await handle.query(FirmJourney.state, result_type=JourneyView)
+        return result
+    except RPCError as error:
+        raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
+
+
+async def sync(client: Client, programme_id: str, firm_id: str) -> int | None:
+    """Wait until every event of a running journey is stored; None if it has ended."""
+    handle = journey_handle(client, programme_id, firm_id)
+    try:
+        result: CommandResult = await handle.execute_update(
+            FirmJourney.sync, result_type=CommandResult
+        )
+    except (RPCError, WorkflowUpdateFailedError):
+        return None
+    return result.stream_version

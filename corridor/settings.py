@@ -1,0 +1,43 @@
+"""Typed settings for Corridor, read from ``CORRIDOR_*`` environment variables."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings shared by the CLI, the worker and the embedded development stack.
+
+    Every field can be set from the environment with the ``CORRIDOR_`` prefix, for
+    example ``CORRIDOR_TEMPORAL_PORT=7300`` or ``CORRIDOR_DSN=postgresql://...``.
+
+    Attributes:
+        data_dir: Directory where the embedded stack keeps its state (PostgreSQL data,
+            the Temporal SQLite file, logs and ``stack.json``).
+        dsn: PostgreSQL DSN. When ``None``, the embedded PostgreSQL server is used.
+        task_queue: Temporal task queue that the worker polls.
+        temporal_port: Port of the Temporal dev server's gRPC frontend.
+        temporal_ui_port: Port of the Temporal dev server's web UI.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="ignore")
+
+    data_dir: Path = Path(".corridor")
+    dsn: str | None = None
+    task_queue: str = "corridor"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+
+@functools.cache
+def load_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first call.
+
+    Returns:
+        The cached :class:`Settings` instance. Call ``load_settings.cache_clear()`` to
+        force a re-read (useful in tests that change the environment).
+    """
+    return Settings()

@@ -1,0 +1,1 @@
+"""The journey's business rules: pure Python, no I/O, no Temporal, no database."""

@@ -1,0 +1,143 @@
+"""Commands: what staff and operators ask the journey to do (imperative names).
+
+Every command may carry a ``command_id`` chosen by the client: sending the same command
+twice with the same id is accepted once and answered "already recorded" the second
+time. ``occurred_on`` is the business date of the fact, local to the programme's time
+zone; when it is omitted the journey uses its own business today.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from domain.money import Money
+from domain.programme import Firm, Identifier, Programme, Text
+
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+"""Free text recorded with a fact; at most 2,000 characters."""
+
+
+class Outcome(StrEnum):
+    """Result of a meeting as staff record it (BRIEF, "The firm's journey", 2)."""
+
+    PROMISING = "promising"
+    NEUTRAL = "neutral"
+    NOT_INTERESTED = "not_interested"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+    @property
+    def held(self) -> bool:
+        """A meeting is held when its outcome is promising, neutral or not interested."""
+        return self in (Outcome.PROMISING, Outcome.NEUTRAL, Outcome.NOT_INTERESTED)
+
+
+class Decision(StrEnum):
+    """Staff decision at the two-year evaluation."""
+
+    RENEW = "renew"
+    CLOSE = "close"
+
+
+class Command(BaseModel):
+    """Base of every command.
+
+    Attributes:
+        command_id: Client-chosen id making the command idempotent (optional).
+        occurred_on: Business date of the fact (local to the programme); None = today.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    occurred_on: date | None = None
+
+
+class EnrollFirm(Command):
+    """Enrol a firm in a programme at the mission where it was introduced."""
+
+    kind: Literal["enroll_firm"] = "enroll_firm"
+    programme: Programme
+    firm: Firm
+    mission_id: Identifier
+    wants_to_meet: list[Text] = Field(default_factory=list)
+
+
+class RequestMeeting(Command):
+    """Ask to meet a counterpart (e.g. Apple)."""
+
+    kind: Literal["request_meeting"] = "request_meeting"
+    meeting_id: Identifier
+    counterpart: Text
+
+
+class ArrangeMeeting(Command):
+    """A partner arranges a requested meeting at an aware date and time."""
+
+    kind: Literal["arrange_meeting"] = "arrange_meeting"
+    meeting_id: Identifier
+    partner_id: Identifier
+    scheduled_at: AwareDatetime
+    place: Text | None = None
+
+
+class RecordMeetingResult(Command):
+    """Record how an arranged meeting went."""
+
+    kind: Literal["record_meeting_result"] = "record_meeting_result"
+    meeting_id: Identifier
+    outcome: Outcome
+    notes: Notes = ""
+    next_step: Notes | None = None
+    next_step_due_on: date | None = None
+
+
+class SignContract(Command):
+    """Record a contract signed with a counterpart, attributed to its meetings."""
+
+    kind: Literal["sign_contract"] = "sign_contract"
+    counterpart: Text
+    value: Money
+    meeting_ids: list[Identifier] = Field(default_factory=list)
+    notes: Notes = ""
+
+
+class RecordVisitAttendance(Command):
+    """Record whether the firm takes part in the open return visit."""
+
+    kind: Literal["record_visit_attendance"] = "record_visit_attendance"
+    attended: bool
+    mission_id: Identifier | None = None
+    notes: Notes = ""
+
+
+class DecideEvaluation(Command):
+    """Renew the journey for another cycle, or close it, once the evaluation is due."""
+
+    kind: Literal["decide_evaluation"] = "decide_evaluation"
+    decision: Decision
+    notes: Notes = ""
+
+
+class Withdraw(Command):
+    """The firm withdraws from the programme."""
+
+    kind: Literal["withdraw"] = "withdraw"
+    reason: Notes = ""
+
+
+StaffCommand = Annotated[
+    RequestMeeting
+    | ArrangeMeeting
+    | RecordMeetingResult
+    | SignContract
+    | RecordVisitAttendance
+    | DecideEvaluation
+    | Withdraw,
+    Field(discriminator="kind"),
+]
+"""Any command staff send to a running journey."""

@@ -1,0 +1,53 @@
+"""Errors raised when a command breaks a rule of the journey.
+
+A refused command changes nothing. Each error class names a family of rules; its
+message says which rule was broken and with which value.
+"""
+
+
+class DomainError(Exception):
+    """A command was refused because it breaks a rule of the journey."""
+
+    @property
+    def rule(self) -> str:
+        """The class name, used as the error type across Temporal and the CLI."""
+        return type(self).__name__
+
+
+class UnknownReference(DomainError):
+    """The command names a mission, partner, meeting or contract that does not exist."""
+
+
+class DateOutOfRange(DomainError):
+    """The command's date is impossible here.
+
+    In the future, before the introduction, in a closed cycle, or before the fact it
+    depends on.
+    """
+
+
+class JourneyOver(DomainError):
+    """The firm has withdrawn or its journey was closed at an evaluation."""
+
+
+class MeetingRuleBroken(DomainError):
+    """A meeting rule was broken.
+
+    Requested twice, given a result before it was arranged or twice, and the like.
+    """
+
+
+class ContractRuleBroken(DomainError):
+    """A contract's amount, currency or attributed meetings are not acceptable."""
+
+
+class VisitRuleBroken(DomainError):
+    """No return visit is open for attendance on the command's date."""
+
+
+class EvaluationRuleBroken(DomainError):
+    """An evaluation decision came before the evaluation was due, or twice."""
+
+
+class AlreadyEnrolled(DomainError):
+    """The firm already has a journey in this programme."""

@@ -1,0 +1,303 @@
+"""Domain events: the facts of a firm's journey (past-tense names).
+
+Every event carries when it happened in the business calendar (``occurred_at``) and when
+the journey recorded it (``recorded_at``), both aware. Events are frozen; the journey's
+state is the fold of its events (``domain.journey.evolve``). ``EventEnvelope`` is how an
+event travels to the event store: with its id, stream and version.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.commands import Decision, Outcome
+from domain.money import Money
+from domain.programme import Firm, Programme
+
+
+class Event(BaseModel):
+    """Base of every domain event.
+
+    Attributes:
+        occurred_at: Business instant of the fact (aware). Facts known only by their
+            date happen at the start of that day, local to the programme.
+        recorded_at: Business instant at which the journey recorded it (aware).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: ClassVar[int] = 1
+
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+
+    def summary(self) -> str:
+        """One line in the domain's words, for timelines, logs and the UI."""
+        return type(self).__name__
+
+
+class FirmEnrolled(Event):
+    """The firm was introduced at a mission and its journey began."""
+
+    type: Literal["FirmEnrolled"] = "FirmEnrolled"
+    programme: Programme
+    firm: Firm
+    mission_id: str
+    introduced_on: date
+    wants_to_meet: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:  # noqa: D102
+        return f"{self.firm.name} enrolled at mission {self.mission_id} on {self.introduced_on}"
+
+
+class MeetingRequested(Event):
+    """The firm asked to meet a counterpart."""
+
+    type: Literal["MeetingRequested"] = "MeetingRequested"
+    meeting_id: str
+    counterpart: str
+
+    def summary(self) -> str:  # noqa: D102
+        return f"meeting {self.meeting_id} with {self.counterpart} requested"
+
+
+class MeetingArranged(Event):
+    """A partner arranged the meeting at a date, time and place."""
+
+    type: Literal["MeetingArranged"] = "MeetingArranged"
+    meeting_id: str
+    partner_id: str
+    scheduled_at: AwareDatetime
+    place: str | None = None
+
+    def summary(self) -> str:  # noqa: D102
+        when = self.scheduled_at.strftime("%Y-%m-%d %H:%M %z")
+        return f"meeting {self.meeting_id} arranged by {self.partner_id} for {when}"
+
+
+class MeetingHeld(Event):
+    """The meeting took place; its outcome is promising, neutral or not interested."""
+
+    type: Literal["MeetingHeld"] = "MeetingHeld"
+    meeting_id: str
+    outcome: Outcome
+    notes: str = ""
+    next_step: str | None = None
+    next_step_due_on: date | None = None
+
+    def summary(self) -> str:  # noqa: D102
+        return f"meeting {self.meeting_id} held: {self.outcome.value.replace('_', ' ')}"
+
+
+class MeetingNotHeld(Event):
+    """The meeting did not take place: a no-show or a cancellation."""
+
+    type: Literal["MeetingNotHeld"] = "MeetingNotHeld"
+    meeting_id: str
+    outcome: Outcome
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        return f"meeting {self.meeting_id} not held: {self.outcome.value.replace('_', ' ')}"
+
+
+class MeetingResultOverdue(Event):
+    """No result was recorded some days after the meeting took place (a reminder)."""
+
+    type: Literal["MeetingResultOverdue"] = "MeetingResultOverdue"
+    meeting_id: str
+    scheduled_at: AwareDatetime
+
+    def summary(self) -> str:  # noqa: D102
+        return f"result of meeting {self.meeting_id} overdue"
+
+
+class ContractSigned(Event):
+    """A contract was signed with a counterpart, attributed to meetings."""
+
+    type: Literal["ContractSigned"] = "ContractSigned"
+    contract_id: str
+    counterpart: str
+    value: Money
+    meeting_ids: list[str] = Field(default_factory=list)
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        return f"contract {self.contract_id} signed with {self.counterpart}: {self.value}"
+
+
+class ReturnVisitReminderSent(Event):
+    """The firm was reminded of an upcoming return visit."""
+
+    type: Literal["ReturnVisitReminderSent"] = "ReturnVisitReminderSent"
+    visit: int
+    due_on: date
+
+    def summary(self) -> str:  # noqa: D102
+        return f"reminder: return visit {self.visit} due {self.due_on}"
+
+
+class ReturnVisitDue(Event):
+    """A return visit fell due; a new round of meetings opens."""
+
+    type: Literal["ReturnVisitDue"] = "ReturnVisitDue"
+    visit: int
+    due_on: date
+
+    def summary(self) -> str:  # noqa: D102
+        return f"return visit {self.visit} due {self.due_on}"
+
+
+class ReturnVisitAttended(Event):
+    """The firm took part in a return visit."""
+
+    type: Literal["ReturnVisitAttended"] = "ReturnVisitAttended"
+    visit: int
+    due_on: date
+    mission_id: str | None = None
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        return f"return visit {self.visit} attended"
+
+
+class ReturnVisitSkipped(Event):
+    """The firm said it would not take part in a return visit."""
+
+    type: Literal["ReturnVisitSkipped"] = "ReturnVisitSkipped"
+    visit: int
+    due_on: date
+    mission_id: str | None = None
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        return f"return visit {self.visit} skipped"
+
+
+class ReturnVisitMissed(Event):
+    """No attendance was recorded for a visit before the next one fell due."""
+
+    type: Literal["ReturnVisitMissed"] = "ReturnVisitMissed"
+    visit: int
+    due_on: date
+
+    def summary(self) -> str:  # noqa: D102
+        return f"return visit {self.visit} (due {self.due_on}) missed: nothing recorded"
+
+
+class Assessment(BaseModel):
+    """The firm's assessment at an evaluation (BRIEF, "Two-year evaluation").
+
+    Attributes:
+        meetings_requested: Meetings requested since the introduction.
+        meetings_held: Meetings held (promising, neutral or not interested).
+        outcomes: Count of meetings per recorded outcome.
+        contracts: Contracts signed since the introduction.
+        value_by_currency: Total contract value per ISO 4217 currency, never converted.
+        days_to_first_contract: Days from introduction to the first contract, if any.
+        visits_attended: Return visits attended.
+        visits_skipped: Return visits skipped.
+        visits_missed: Return visits missed (nothing recorded).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    meetings_requested: int
+    meetings_held: int
+    outcomes: dict[str, int]
+    contracts: int
+    value_by_currency: dict[str, Decimal]
+    days_to_first_contract: int | None
+    visits_attended: int
+    visits_skipped: int
+    visits_missed: int
+
+
+class EvaluationCompleted(Event):
+    """The evaluation of a cycle fell due and the assessment was computed.
+
+    A decision (renew or close) is then awaited from staff.
+    """
+
+    type: Literal["EvaluationCompleted"] = "EvaluationCompleted"
+    cycle: int
+    due_on: date
+    assessment: Assessment
+
+    def summary(self) -> str:  # noqa: D102
+        return f"evaluation of cycle {self.cycle} completed; decision awaited"
+
+
+class EvaluationDecided(Event):
+    """Staff decided to renew the journey for another cycle, or to close it."""
+
+    type: Literal["EvaluationDecided"] = "EvaluationDecided"
+    cycle: int
+    decision: Decision
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        if self.decision is Decision.RENEW:
+            return f"cycle {self.cycle} evaluated: renewed for cycle {self.cycle + 1}"
+        return f"cycle {self.cycle} evaluated: journey closed"
+
+
+class FirmWithdrew(Event):
+    """The firm withdrew from the programme."""
+
+    type: Literal["FirmWithdrew"] = "FirmWithdrew"
+    reason: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        return "firm withdrew" + (f": {self.reason}" if self.reason else "")
+
+
+AnyEvent = Annotated[
+    FirmEnrolled
+    | MeetingRequested
+    | MeetingArranged
+    | MeetingHeld
+    | MeetingNotHeld
+    | MeetingResultOverdue
+    | ContractSigned
+    | ReturnVisitReminderSent
+    | ReturnVisitDue
+    | ReturnVisitAttended
+    | ReturnVisitSkipped
+    | ReturnVisitMissed
+    | EvaluationCompleted
+    | EvaluationDecided
+    | FirmWithdrew,
+    Field(discriminator="type"),
+]
+"""Any domain event, told apart by its ``type``."""
+
+
+class EventEnvelope(BaseModel):
+    """An event on its way to the event store.
+
+    Attributes:
+        event_id: Unique id; storing the same id twice is a no-op (activities retry).
+        stream_id: The journey's stream, equal to its workflow id.
+        stream_version: 1 for the stream's first event, then +1 per event.
+        command_id: Id of the command that caused it, if any.
+        event: The domain event.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID
+    stream_id: str
+    stream_version: int = Field(ge=1)
+    command_id: str | None = None
+    event: AnyEvent
+
+    @property
+    def occurred_at(self) -> datetime:
+        """Business instant of the event."""
+        return self.event.occurred_at

@@ -1,0 +1,167 @@
+"""The programme: its policy, missions and partners, and the firms that take part."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from domain.calendar import zone
+from domain.errors import UnknownReference
+
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+]
+"""Ids of programmes, missions, partners, firms and meetings: lower-case, no spaces."""
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+"""A short, non-empty piece of text (names, places, counterparts)."""
+
+
+class Policy(BaseModel):
+    """The programme's durations (BRIEF, "Time": a per-programme policy).
+
+    Attributes:
+        return_visit_every_months: Calendar months between two return visits.
+        evaluation_after_months: Calendar months from the start of a cycle to its
+            evaluation (the mayor's "le vrai bilan, c'est au bout de deux ans").
+        visit_reminder_days_before: Days before a visit when the firm is reminded and
+            when attendance may first be recorded.
+        result_overdue_after_days: Days after a meeting when a missing result is overdue.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    return_visit_every_months: int = Field(default=6, ge=1, le=24)
+    evaluation_after_months: int = Field(default=24, ge=1, le=120)
+    visit_reminder_days_before: int = Field(default=30, ge=0, le=180)
+    result_overdue_after_days: int = Field(default=7, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _reminder_within_interval(self) -> Policy:
+        if self.visit_reminder_days_before >= 28 * self.return_visit_every_months:
+            raise ValueError(
+                "visit_reminder_days_before must be shorter than the return-visit interval"
+            )
+        return self
+
+
+class Mission(BaseModel):
+    """One economic mission of the programme (dates local to its destination)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    name: Text
+    starts_on: date
+    ends_on: date
+    places: list[Text] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Mission:
+        if self.ends_on < self.starts_on:
+            raise ValueError(f"mission {self.id} ends ({self.ends_on}) before it starts")
+        return self
+
+
+class Partner(BaseModel):
+    """An organisation that arranges meetings for the firms (e.g. L.A. BizFed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    name: Text
+    region: Text | None = None
+
+
+class Programme(BaseModel):
+    """A programme of missions run by an organiser, with its policy.
+
+    Attributes:
+        id: Programme id, part of every journey's workflow id.
+        name: Display name.
+        organiser: The agency running it (e.g. Québec International).
+        currency: The organiser's reporting currency (ISO 4217).
+        timezone: IANA zone of the missions' destination; every business date is local
+            to it.
+        policy: Durations of the journey.
+        missions: The missions, in any order.
+        partners: The partners who arrange meetings.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    name: Text
+    organiser: Text
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    timezone: str
+    policy: Policy = Field(default_factory=Policy)
+    missions: list[Mission] = Field(min_length=1)
+    partners: list[Partner] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Programme:
+        for kind, ids in (
+            ("mission", [m.id for m in self.missions]),
+            ("partner", [p.id for p in self.partners]),
+        ):
+            seen: set[str] = set()
+            for item in ids:
+                if item in seen:
+                    raise ValueError(f"{kind} id {item!r} appears twice")
+                seen.add(item)
+        return self
+
+    def mission(self, mission_id: str) -> Mission:
+        """Return the mission with this id.
+
+        Raises:
+            UnknownReference: If the programme has no such mission.
+        """
+        for mission in self.missions:
+            if mission.id == mission_id:
+                return mission
+        known = ", ".join(m.id for m in self.missions)
+        raise UnknownReference(f"unknown mission {mission_id!r} (known: {known})")
+
+    def partner(self, partner_id: str) -> Partner:
+        """Return the partner with this id.
+
+        Raises:
+            UnknownReference: If the programme has no such partner.
+        """
+        for partner in self.partners:
+            if partner.id == partner_id:
+                return partner
+        known = ", ".join(p.id for p in self.partners)
+        raise UnknownReference(f"unknown partner {partner_id!r} (known: {known})")
+
+
+class Firm(BaseModel):
+    """A participating firm. Contact details are personal data: never logged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    name: Text
+    sector: Text | None = None
+    city: Text | None = None
+    contact_name: Text | None = None
+    contact_email: str | None = Field(
+        default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200
+    )

