@@ -68,15 +68,16 @@ class Enrolment:
     started: bool
 
 
-_UPDATES: dict[type[Command], Callable[..., Any]] = {
-    RequestMeeting: FirmJourney.request_meeting,
-    ArrangeMeeting: FirmJourney.arrange_meeting,
-    RecordMeetingResult: FirmJourney.record_meeting_result,
-    SignContract: FirmJourney.sign_contract,
-    RecordVisitAttendance: FirmJourney.record_visit_attendance,
-    DecideEvaluation: FirmJourney.decide_evaluation,
-    Withdraw: FirmJourney.withdraw,
+_UPDATES: dict[type[Command], str] = {
+    RequestMeeting: "request_meeting",
+    ArrangeMeeting: "arrange_meeting",
+    RecordMeetingResult: "record_meeting_result",
+    SignContract: "sign_contract",
+    RecordVisitAttendance: "record_visit_attendance",
+    DecideEvaluation: "decide_evaluation",
+    Withdraw: "withdraw",
 }
+"""The update of ``FirmJourney`` that takes each staff command (also its signal's name)."""
 
 
 def check_enrollment(command: EnrollFirm, now: datetime | None = None) -> None:
@@ -198,8 +199,7 @@ async def view(client: Client, programme_id: str, firm_id: str) -> JourneyView:
     """
     handle = journey_handle(client, programme_id, firm_id)
     try:
-        result: JourneyView = await handle.query(FirmJourney.state, result_type=JourneyView)
-        return result
+        return await handle.query(FirmJourney.state)
     except RPCError as error:
         raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
 
@@ -208,9 +208,7 @@ async def sync(client: Client, programme_id: str, firm_id: str) -> int | None:
     """Wait until every event of a running journey is stored; None if it has ended."""
     handle = journey_handle(client, programme_id, firm_id)
     try:
-        result: CommandResult = await handle.execute_update(
-            FirmJourney.sync, result_type=CommandResult
-        )
+        result = await handle.execute_update(FirmJourney.sync)
     except (RPCError, WorkflowUpdateFailedError):
         return None
     return result.stream_version

@@ -95,6 +95,8 @@ class Programme(BaseModel):
         policy: Durations of the journey.
         missions: The missions, in any order.
         partners: The partners who arrange meetings.
+        notice: A note to show with every report of this programme (e.g. which of its
+            figures are invented for a demonstration).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -107,6 +109,7 @@ class Programme(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     missions: list[Mission] = Field(min_length=1)
     partners: list[Partner] = Field(default_factory=list)
+    notice: str | None = Field(default=None, max_length=1000)
 
     @field_validator("timezone")
     @classmethod

@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test dev lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## Play the seed's mission (2013-2016) on the embedded stack and print the bilan.
+demo: $(STAMP)
+	$(BIN)/corridor demo
+
+## Lint, type-check and run the whole test suite against real servers.
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+## Run the embedded stack (Temporal + PostgreSQL + worker) in the foreground.
+dev: $(STAMP)
+	$(BIN)/corridor dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) .corridor .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,832 @@
+"""The ``corridor`` command line: run the stack, enrol firms, record facts, report.
+
+Exit codes: 0 on success; 1 when the work was done but some records were refused;
+2 for bad input (nothing was sent); 3 when a server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.store import EventStore
+from corridor import render, service
+from corridor.demo import ClockMode, play
+from corridor.logs import configure_logging
+from corridor.records import (
+    InputError,
+    JournalRecord,
+    RowError,
+    load_journal,
+    load_programme,
+    load_roster,
+    parse_amount,
+    parse_aware_datetime,
+    parse_date,
+)
+from corridor.settings import Settings, load_settings
+from corridor.stack import StackError, StackInfo, embedded_stack, read_stack_file
+from corridor.temporal import connect
+from domain.bilan import Bilan, compute_bilan
+from domain.calendar import zone
+from domain.commands import (
+    ArrangeMeeting,
+    Command,
+    DecideEvaluation,
+    Decision,
+    EnrollFirm,
+    Outcome,
+    RecordMeetingResult,
+    RecordVisitAttendance,
+    RequestMeeting,
+    SignContract,
+    Withdraw,
+)
+from domain.money import Money
+from domain.programme import Programme
+from worker import run_worker
+
+app = typer.Typer(
+    help="Corridor: durable follow-up of economic trade missions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+meeting_app = typer.Typer(help="Record a meeting: request, arrange, result.", no_args_is_help=True)
+app.add_typer(meeting_app, name="meeting")
+
+out = Console() if Console().is_terminal else Console(width=160)
+err = Console(stderr=True)
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "quebec-california"
+T = TypeVar("T")
+
+
+class Failure(Exception):
+    """A command failed: print ``message`` and exit with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        self.message = message
+        self.code = code
+        super().__init__(message)
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning known failures into a message and an exit code."""
+    try:
+        return asyncio.run(coroutine)
+    except Failure as failure:
+        err.print(f"[red]error:[/red] {failure.message}", highlight=False)
+        raise typer.Exit(failure.code) from None
+    except InputError as error:
+        for problem in error.errors:
+            err.print(f"[red]error:[/red] {problem}", highlight=False, markup=False)
+        err.print(f"{len(error.errors)} problem(s); nothing was sent.", highlight=False)
+        raise typer.Exit(2) from None
+    except StackError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(3) from None
+
+
+# ------------------------------------------------------------------ connections
+
+
+@dataclass
+class Connections:
+    """What a command connects to."""
+
+    client: Client
+    dsn: str | None
+    stack: StackInfo | None
+
+
+@contextlib.asynccontextmanager
+async def _connected(settings: Settings) -> AsyncIterator[Connections]:
+    stack = read_stack_file(settings.data_dir)
+    address = stack.temporal_address if stack else f"localhost:{settings.temporal_port}"
+    try:
+        client = await connect(address)
+    except RuntimeError as error:
+        raise Failure(
+            f"cannot reach Temporal at {os.environ.get('TEMPORAL_ADDRESS', address)} ({error}); "
+            "start `corridor dev` in another terminal, or set TEMPORAL_ADDRESS",
+            3,
+        ) from None
+    yield Connections(client, settings.dsn or (stack.dsn if stack else None), stack)
+
+
+@contextlib.asynccontextmanager
+async def _store(connections: Connections) -> AsyncIterator[EventStore]:
+    if connections.dsn is None:
+        raise Failure("no PostgreSQL: start `corridor dev`, or set CORRIDOR_DSN", 3)
+    try:
+        async with EventStore.connect(connections.dsn) as store:
+            yield store
+    except OSError as error:
+        raise Failure(f"cannot reach PostgreSQL ({error})", 3) from None
+
+
+async def _programme_id(connections: Connections, given: str | None) -> str:
+    if given:
+        return given
+    async with _store(connections) as store:
+        programmes = await store.programmes()
+    if len(programmes) == 1:
+        return str(programmes[0]["programme_id"])
+    if not programmes:
+        raise Failure("no programme has journeys yet: enrol a roster first", 2)
+    names = ", ".join(p["programme_id"] for p in programmes)
+    raise Failure(f"several programmes ({names}): choose one with --programme", 2)
+
+
+# ------------------------------------------------------------------------- dev
+
+
+@app.command()
+def dev(
+    headless: Annotated[bool, typer.Option(help="Do not serve the Temporal Web UI.")] = False,
+) -> None:
+    """Run the embedded stack in the foreground: Temporal, PostgreSQL and a worker.
+
+    State is kept under CORRIDOR_DATA_DIR (default .corridor/); starting again resumes
+    every journey where it was. Ctrl-C stops it.
+    """
+    configure_logging()
+    settings = load_settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with embedded_stack(settings, headless=headless) as stack:
+            client = await connect(stack.temporal_address)
+            err.print(
+                f"Corridor is running. Temporal Web UI: [bold]{stack.ui_url or '(headless)'}"
+                f"[/bold]  Temporal: {stack.temporal_address}  Data: {settings.data_dir}\n"
+                "Press Ctrl-C to stop.",
+                highlight=False,
+            )
+            await run_worker(client, stack.dsn, settings.task_queue, stop)
+
+    _run(main())
+
+
+# ---------------------------------------------------------------------- enroll
+
+
+@app.command()
+def enroll(
+    roster: Annotated[Path, typer.Argument(help="Roster CSV: one row per firm.")],
+    programme: Annotated[Path, typer.Option("--programme", "-p", help="Programme TOML.")],
+) -> None:
+    """Enrol the firms of a roster: one journey per firm.
+
+    Every row is checked first; if any is bad, every problem is listed and nothing is
+    started. Firms already enrolled are left as they are.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        loaded = load_programme(programme)
+        commands = load_roster(roster, loaded, today=datetime.now(UTC).date())
+        problems = []
+        for number, command in enumerate(commands, start=2):
+            try:
+                service.check_enrollment(command)
+            except service.Refused as refusal:
+                problems.append(RowError(roster.name, number, None, None, refusal.message))
+        if problems:
+            raise InputError(problems)
+        async with _connected(settings) as connections:
+            started = already = 0
+            for command in commands:
+                result = await service.enroll(
+                    connections.client, command, task_queue=settings.task_queue
+                )
+                started += result.started
+                already += not result.started
+                state = "started" if result.started else "already enrolled"
+                out.print(f"{result.workflow_id}: {state}", highlight=False)
+        out.print(f"{started} journey(s) started, {already} already enrolled.")
+
+    _run(main())
+
+
+# ---------------------------------------------------------------------- record
+
+
+async def _unknown_firms(
+    client: Client, programme_id: str, records: list[JournalRecord], source: str
+) -> list[RowError]:
+    problems: list[RowError] = []
+    known: dict[str, bool] = {}
+    for item in records:
+        if item.firm_id not in known:
+            try:
+                await service.journey_handle(client, programme_id, item.firm_id).describe()
+                known[item.firm_id] = True
+            except RPCError:
+                known[item.firm_id] = False
+        if not known[item.firm_id]:
+            problems.append(
+                RowError(
+                    source,
+                    item.row,
+                    "firm_id",
+                    item.firm_id,
+                    f"firm has no journey in programme {programme_id}",
+                )
+            )
+    return problems
+
+
+@app.command()
+def record(
+    journal: Annotated[Path, typer.Argument(help="Journal CSV: one row per record.")],
+    programme: Annotated[Path, typer.Option("--programme", "-p", help="Programme TOML.")],
+) -> None:
+    """Record a journal of meetings, contracts, visits, decisions and withdrawals.
+
+    Every row is checked first (nothing is sent if any is bad); then the rows are sent
+    in date order. Rows already recorded are recognised and not recorded twice.
+    Exits 1 if a journey refused a row.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> int:
+        loaded = load_programme(programme)
+        records = load_journal(journal, loaded)
+        async with _connected(settings) as connections:
+            unknown = await _unknown_firms(connections.client, loaded.id, records, journal.name)
+            if unknown:
+                raise InputError(unknown)
+            accepted = duplicates = 0
+            refused: list[tuple[JournalRecord, service.Refused]] = []
+            with _progress() as progress:
+                task = progress.add_task("recording", total=len(records))
+                for item in records:
+                    progress.update(task, description=f"{item.occurred_on} {item.firm_id}")
+                    try:
+                        result = await service.send(
+                            connections.client, loaded.id, item.firm_id, item.command
+                        )
+                        duplicates += result.duplicate
+                        accepted += not result.duplicate
+                    except service.Refused as refusal:
+                        refused.append((item, refusal))
+                    progress.advance(task)
+        for item, why in refused:
+            err.print(
+                f"refused: {journal.name}, row {item.row} ({item.firm_id}, {item.action}): "
+                f"{why.message}",
+                highlight=False,
+                markup=False,
+            )
+        out.print(
+            f"{accepted} accepted, {duplicates} already recorded, {len(refused)} refused "
+            f"(of {len(records)} rows)."
+        )
+        return 1 if refused else 0
+
+    raise typer.Exit(_run(main()))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+
+
+# --------------------------------------------------------- single-record commands
+
+ProgrammeOption = Annotated[
+    str | None,
+    typer.Option("--programme", "-p", help="Programme id (default: the only one)."),
+]
+OnOption = Annotated[
+    str | None, typer.Option("--on", help="Business date YYYY-MM-DD (default: today).")
+]
+CommandIdOption = Annotated[
+    str | None,
+    typer.Option("--command-id", help="Idempotency key: the same id is recorded once."),
+]
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return parse_date(value)
+    except ValueError as error:
+        raise Failure(f"{option} {value!r} is not a date: {error}", 2) from None
+
+
+def _first(error: BaseException) -> str:
+    """The meaningful lines of an error (pydantic's, without its links)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith("For further information")]
+    return "; ".join(meaningful[1:3]) if len(meaningful) > 1 else (meaningful or [""])[0]
+
+
+def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) -> None:
+    """Build a staff command from options and send it to the firm's journey."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        try:
+            command = build()
+        except ValueError as error:
+            raise Failure(_first(error), 2) from None
+        async with _connected(settings) as connections:
+            programme_id = await _programme_id(connections, programme)
+            try:
+                result = await service.send(connections.client, programme_id, firm, command)
+            except service.Refused as refusal:
+                raise Failure(f"refused ({refusal.rule}): {refusal.message}", 1) from None
+        if result.duplicate:
+            out.print(f"already recorded (stream version {result.stream_version})")
+        for line in result.events:
+            out.print(f"recorded: {line}", highlight=False)
+
+    _run(main())
+
+
+@meeting_app.command("request")
+def meeting_request(
+    firm: str,
+    meeting_id: str,
+    counterpart: str,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """The firm asks to meet COUNTERPART (e.g. Apple)."""
+    _send_one(
+        programme,
+        firm,
+        lambda: RequestMeeting(
+            meeting_id=meeting_id,
+            counterpart=counterpart,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+@meeting_app.command("arrange")
+def meeting_arrange(
+    firm: str,
+    meeting_id: str,
+    partner: Annotated[str, typer.Option(help="Partner id, e.g. labizfed.")],
+    at: Annotated[str, typer.Option(help="When, with its UTC offset: 2014-11-19T10:00-08:00.")],
+    place: Annotated[str | None, typer.Option(help="Where.")] = None,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """A partner arranges a requested meeting."""
+
+    def build() -> Command:
+        try:
+            scheduled = parse_aware_datetime(at)
+        except ValueError as error:
+            raise Failure(f"--at {at!r}: {error}", 2) from None
+        return ArrangeMeeting(
+            meeting_id=meeting_id,
+            partner_id=partner,
+            scheduled_at=scheduled,
+            place=place,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        )
+
+    _send_one(programme, firm, build)
+
+
+@meeting_app.command("result")
+def meeting_result(
+    firm: str,
+    meeting_id: str,
+    outcome: Outcome,
+    notes: Annotated[str, typer.Option(help="Notes on the meeting.")] = "",
+    next_step: Annotated[str | None, typer.Option(help="Agreed next step.")] = None,
+    next_step_due: Annotated[str | None, typer.Option(help="Next step due YYYY-MM-DD.")] = None,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Record how an arranged meeting went."""
+    _send_one(
+        programme,
+        firm,
+        lambda: RecordMeetingResult(
+            meeting_id=meeting_id,
+            outcome=outcome,
+            notes=notes,
+            next_step=next_step,
+            next_step_due_on=_date(next_step_due, "--next-step-due"),
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+@app.command()
+def contract(
+    firm: str,
+    counterpart: Annotated[str, typer.Option(help="Who the contract is with.")],
+    amount: Annotated[str, typer.Option(help="Amount, e.g. 180000.00.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code, e.g. USD.")],
+    meeting: Annotated[
+        list[str] | None, typer.Option(help="Meeting that led to it (repeatable).")
+    ] = None,
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Record a contract signed with a counterpart."""
+
+    def build() -> Command:
+        try:
+            value = Money(amount=parse_amount(amount), currency=currency)
+        except (ValueError, ArithmeticError) as error:
+            message = f"--amount {amount!r} --currency {currency!r}: {_first(error)}"
+            raise Failure(message, 2) from None
+        return SignContract(
+            counterpart=counterpart,
+            value=value,
+            meeting_ids=meeting or [],
+            notes=notes,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        )
+
+    _send_one(programme, firm, build)
+
+
+class Attendance(StrEnum):
+    """Whether the firm takes part in the open return visit."""
+
+    ATTENDED = "attended"
+    SKIPPED = "skipped"
+
+
+@app.command()
+def visit(
+    firm: str,
+    attendance: Attendance,
+    mission: Annotated[str | None, typer.Option(help="Mission id of the visit.")] = None,
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Record whether the firm takes part in the open return visit."""
+    _send_one(
+        programme,
+        firm,
+        lambda: RecordVisitAttendance(
+            attended=attendance is Attendance.ATTENDED,
+            mission_id=mission,
+            notes=notes,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+@app.command()
+def evaluate(
+    firm: str,
+    decision: Decision,
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Decide the two-year evaluation: renew for another cycle, or close."""
+    _send_one(
+        programme,
+        firm,
+        lambda: DecideEvaluation(
+            decision=decision,
+            notes=notes,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+@app.command()
+def withdraw(
+    firm: str,
+    reason: Annotated[str, typer.Option(help="Why the firm withdraws.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """The firm withdraws from the programme."""
+    _send_one(
+        programme,
+        firm,
+        lambda: Withdraw(reason=reason, occurred_on=_date(on, "--on"), command_id=command_id),
+    )
+
+
+# ---------------------------------------------------------------------- status
+
+
+@app.command()
+def status(
+    firm: Annotated[str | None, typer.Argument(help="One firm (default: every journey).")] = None,
+    programme: ProgrammeOption = None,
+) -> None:
+    """Each journey's stage, last event and next deadline (from the read model)."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with _connected(settings) as connections:
+            programme_id = await _programme_id(connections, programme)
+            async with _store(connections) as store:
+                rows = await store.pool.fetch(
+                    "SELECT * FROM journeys WHERE programme_id = $1 "
+                    "AND ($2::text IS NULL OR firm_id = $2) ORDER BY introduced_on, firm_id",
+                    programme_id,
+                    firm,
+                )
+            if not rows:
+                raise Failure(f"no journey for {firm or 'any firm'} in {programme_id}", 1)
+            table = Table(title=f"Journeys of {programme_id}")
+            for column in ("firm", "stage", "cycle", "last event", "next deadline"):
+                table.add_column(column)
+            for row in rows:
+                tz = zone(row["state"]["programme"]["timezone"])
+                last_on = row["last_event_at"].astimezone(tz).date() if row["last_event_at"] else ""
+                table.add_row(
+                    row["firm_id"],
+                    row["stage"].replace("_", " "),
+                    str(row["cycle"]),
+                    f"{last_on} {row['last_event_summary'] or ''}",
+                    row["next_deadline"] or "—",
+                )
+            out.print(table)
+            if firm is not None:
+                view = await service.view(connections.client, programme_id, firm)
+                out.print(f"business date: {view.business_now.astimezone(tz).date()}")
+                for refusal in view.refusals[-5:]:
+                    out.print(f"refused signal: {refusal.command}: {refusal.message}")
+
+    _run(main())
+
+
+# ---------------------------------------------------------------------- report
+
+
+class ReportFormat(StrEnum):
+    """Output formats of the bilan."""
+
+    TERMINAL = "terminal"
+    CSV = "csv"
+    JSON = "json"
+    MARKDOWN = "markdown"
+    HTML = "html"
+
+
+@app.command()
+def report(
+    programme: Annotated[str, typer.Argument(help="Programme id, e.g. qc-california.")],
+    mission: Annotated[str | None, typer.Option(help="Only firms introduced there.")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.TERMINAL,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
+    """The bilan of a programme: how many contracts came out of it ("combien?")."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with _connected(settings) as connections, _store(connections) as store:
+            await _print_bilan(store, programme, mission, format, output)
+
+    _run(main())
+
+
+async def _print_bilan(
+    store: EventStore,
+    programme_id: str,
+    mission: str | None,
+    format: ReportFormat,
+    output: Path | None,
+) -> None:
+    states = list((await store.journey_states(programme_id)).values())
+    if not states:
+        raise Failure(f"no journey in programme {programme_id!r}", 1)
+    programme = states[0].programme
+    if mission is not None and mission not in {m.id for m in programme.missions}:
+        known = ", ".join(m.id for m in programme.missions)
+        raise Failure(f"unknown mission {mission!r} (known: {known})", 2)
+    bilan = compute_bilan(programme.id, programme.name, states, mission)
+    notice = programme.notice
+    if format is ReportFormat.TERMINAL and output is None:
+        render.render_terminal(bilan, out, notice=notice)
+        return
+    renderers: dict[ReportFormat, Callable[[], str]] = {
+        ReportFormat.TERMINAL: lambda: _terminal_text(bilan, notice),
+        ReportFormat.CSV: lambda: render.render_csv(bilan),
+        ReportFormat.JSON: lambda: render.render_json(bilan),
+        ReportFormat.MARKDOWN: lambda: render.render_markdown(bilan, notice=notice),
+        ReportFormat.HTML: lambda: render.render_html(bilan, notice=notice),
+    }
+    text = renderers[format]()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+        err.print(f"wrote {output}")
+
+
+def _terminal_text(bilan: Bilan, notice: str | None) -> str:
+    console = Console(record=True, width=160, file=io.StringIO())
+    render.render_terminal(bilan, console, notice=notice)
+    return console.export_text()
+
+
+@app.command()
+def rebuild() -> None:
+    """Rebuild every read model from the event store's events."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with _connected(settings) as connections, _store(connections) as store:
+            count = await store.rebuild_read_models()
+        out.print(f"read models rebuilt from {count} events")
+
+    _run(main())
+
+
+# ------------------------------------------------------------------------ demo
+
+
+@app.command()
+def demo(
+    clock: Annotated[
+        ClockMode | None,
+        typer.Option(help="skip: Temporal time skipping; compressed: a fast business clock."),
+    ] = None,
+    month_seconds: Annotated[
+        float, typer.Option(help="Compressed clock: real seconds per business month.")
+    ] = 2.0,
+    fresh: Annotated[bool, typer.Option(help="Delete the data directory first.")] = False,
+    examples: Annotated[Path, typer.Option(help="Folder with the three files.")] = EXAMPLES,
+) -> None:
+    """Play the seed's mission (2013-2016) on the embedded stack and print the bilan."""
+    configure_logging("WARNING")
+    settings = load_settings()
+    if fresh:
+        if read_stack_file(settings.data_dir) is not None:
+            err.print("[red]error:[/red] a `corridor dev` is running on this data directory")
+            raise typer.Exit(2)
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+    async def main() -> None:
+        programme = load_programme(examples / "programme.toml")
+        roster = load_roster(examples / "roster.csv", programme)
+        journal = load_journal(examples / "journal.csv", programme)
+        scenario = Scenario(programme, roster, journal, max(r.occurred_on for r in journal))
+        running = read_stack_file(settings.data_dir)
+        if running is not None:
+            err.print(f"Using the running `corridor dev` stack ({running.temporal_address}).")
+            client = await connect(running.temporal_address)
+            await _demo(client, running, scenario, clock, month_seconds)
+            return
+        async with embedded_stack(settings) as stack:
+            client = await connect(stack.temporal_address)
+            stop = asyncio.Event()
+            worker = asyncio.create_task(run_worker(client, stack.dsn, settings.task_queue, stop))
+            try:
+                await _demo(client, stack, scenario, clock, month_seconds)
+            finally:
+                stop.set()
+                await worker
+
+    _run(main())
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the demo plays: a programme, its roster, its journal, and its last day."""
+
+    programme: Programme
+    roster: list[EnrollFirm]
+    journal: list[JournalRecord]
+    until: date
+
+
+async def _demo(
+    client: Client,
+    stack: StackInfo,
+    scenario: Scenario,
+    clock: ClockMode | None,
+    month_seconds: float,
+) -> None:
+    settings = load_settings()
+    mode = clock or ClockMode.SKIP
+    programme, roster, journal = scenario.programme, scenario.roster, scenario.journal
+    first = min(e.occurred_on for e in roster if e.occurred_on is not None)
+    out.print(
+        f"[bold]{programme.name}[/bold]: {len(roster)} firms, {len(journal)} journal records, "
+        f"{first} to {scenario.until} (clock: {mode.value}).",
+        highlight=False,
+    )
+    with _progress() as progress:
+        task = progress.add_task("starting", total=len(roster) + len(journal))
+
+        def tick(day: date, text: str) -> None:
+            progress.update(task, description=f"{day} {text}")
+            progress.advance(task)
+
+        outcome = await play(
+            client,
+            programme,
+            roster,
+            journal,
+            task_queue=settings.task_queue,
+            until=scenario.until,
+            mode=mode,
+            month_seconds=month_seconds,
+            progress=tick,
+        )
+    out.print(
+        f"{outcome.enrolled} journeys started ({outcome.already_enrolled} already there); "
+        f"{outcome.accepted} records accepted, {outcome.duplicates} already recorded, "
+        f"{len(outcome.refused)} refused.",
+        highlight=False,
+    )
+    for row, firm, message in outcome.refused:
+        err.print(f"refused: journal.csv row {row} ({firm}): {message}", markup=False)
+    async with EventStore.connect(stack.dsn) as store:
+        await _print_bilan(store, programme.id, None, ReportFormat.TERMINAL, None)
+    if stack.ui_url:
+        out.print(
+            "Every journey is kept: run `corridor dev` and open the Temporal Web UI at "
+            f"[bold]{stack.ui_url}/namespaces/default/workflows[/bold] to audit them.",
+            highlight=False,
+        )
+    if outcome.refused:
+        raise Failure(f"{len(outcome.refused)} journal record(s) refused", 1)
+
+
+def main() -> None:
+    """Entry point of the ``corridor`` console script.
+
+    Exits with ``os._exit`` once output is flushed: the Temporal SDK's native runtime can
+    abort the interpreter at exit (sdk-python issue 300, exit 134), which must not turn
+    a successful command into a failure.
+    """
+    code = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        err.print("aborted")
+        code = 130
+    except Exception as error:
+        err.print(f"[red]error:[/red] {type(error).__name__}: {error}", highlight=False)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
