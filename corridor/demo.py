@@ -242,7 +242,8 @@ async def _play_compressed(
 
     async def wait_until(business: datetime) -> None:
         assert clock.real_origin is not None and clock.business_origin is not None
-        real = clock.real_origin + (business - clock.business_origin) / speed
+        elapsed = business.astimezone(UTC) - clock.business_origin.astimezone(UTC)
+        real = clock.real_origin + elapsed / speed
         delay = (real - datetime.now(UTC)).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)

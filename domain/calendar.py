@@ -105,7 +105,9 @@ class ProgrammeClock(BaseModel):
             return real_now.astimezone(UTC)
         origin = self.real_origin or real_now
         elapsed = (real_now - origin).total_seconds() * self.speed
-        return (self.business_origin + timedelta(seconds=elapsed)).astimezone(UTC)
+        # Add elapsed seconds to the UTC instant: in a zone with DST, aware arithmetic
+        # would count wall-clock hours instead.
+        return self.business_origin.astimezone(UTC) + timedelta(seconds=elapsed)
 
     def real_delay(self, business_delay: timedelta) -> timedelta:
         """Return how long the real clock takes to cover ``business_delay``."""

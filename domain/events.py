@@ -8,12 +8,12 @@ event travels to the event store: with its id, stream and version.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from domain.commands import Decision, Outcome
 from domain.money import Money
@@ -35,6 +35,12 @@ class Event(BaseModel):
 
     occurred_at: AwareDatetime
     recorded_at: AwareDatetime
+
+    @field_validator("occurred_at", "recorded_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """Events hold instants in UTC, as the event store returns them."""
+        return value.astimezone(UTC)
 
     def summary(self) -> str:
         """One line in the domain's words, for timelines, logs and the UI."""

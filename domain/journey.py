@@ -21,7 +21,7 @@ from functools import singledispatch
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from domain.calendar import add_months, local_date, start_of_day
+from domain.calendar import add_months, local_date, start_of_day, zone
 from domain.commands import (
     ArrangeMeeting,
     Command,
@@ -128,11 +128,17 @@ class ContractState(BaseModel):
 
 
 class VisitState(BaseModel):
-    """One return visit (number 1 is six months after the introduction)."""
+    """One return visit (number 1 is six months after the introduction).
+
+    Attributes:
+        fell_due: True once its due date has passed (it may be recorded earlier,
+            from its reminder on).
+    """
 
     visit: int
     due_on: date
     status: VisitStatus = VisitStatus.UPCOMING
+    fell_due: bool = False
     recorded_on: date | None = None
     mission_id: str | None = None
 
@@ -314,6 +320,7 @@ def _(event: ReturnVisitReminderSent, state: JourneyState) -> None:
 @_apply.register
 def _(event: ReturnVisitDue, state: JourneyState) -> None:
     visit = state.visits.setdefault(event.visit, VisitState(visit=event.visit, due_on=event.due_on))
+    visit.fell_due = True
     if visit.status is VisitStatus.UPCOMING:
         visit.status = VisitStatus.DUE
 
@@ -607,7 +614,7 @@ def _sign_contract(
     for meeting_id in command.meeting_ids:
         meeting = state.meetings.get(meeting_id)
         if meeting is None:
-            raise ContractRuleBroken(
+            raise UnknownReference(
                 f"contract attributed to meeting {meeting_id}, which was never requested"
             )
         if meeting.outcome is None or not meeting.outcome.held:
@@ -620,9 +627,10 @@ def _sign_contract(
                 f"contract with {command.counterpart!r} attributed to meeting {meeting_id}, "
                 f"which was with {meeting.counterpart!r}"
             )
-        if meeting.result_on is not None and day < meeting.result_on:
+        held_on = local_date(meeting.scheduled_at, state.tz) if meeting.scheduled_at else None
+        if held_on is not None and day < held_on:
             raise DateOutOfRange(
-                f"contract dated {day}, before meeting {meeting_id} was held ({meeting.result_on})"
+                f"contract dated {day}, before meeting {meeting_id} was held ({held_on})"
             )
     return ContractSigned(
         **_when(state, day, now),
@@ -751,7 +759,7 @@ def next_deadline(state: JourneyState) -> Deadline | None:
     policy = state.programme.policy
     candidates: list[Deadline] = []
     visit = max(state.visits, default=0)
-    if visit == 0 or state.visits[visit].status is not VisitStatus.UPCOMING:
+    if visit == 0 or state.visits[visit].fell_due:
         visit += 1
     due_on = state.visit_due_on(visit)
     if visit in state.visits or policy.visit_reminder_days_before == 0:
@@ -775,7 +783,10 @@ def next_deadline(state: JourneyState) -> Deadline | None:
         )
     for meeting in state.meetings.values():
         if meeting.scheduled_at is not None and meeting.outcome is None and not meeting.overdue:
-            at = meeting.scheduled_at + timedelta(days=policy.result_overdue_after_days)
+            # N calendar days later on the programme's wall clock, whatever the offset
+            # the meeting's time was given with.
+            local = meeting.scheduled_at.astimezone(zone(state.tz))
+            at = local + timedelta(days=policy.result_overdue_after_days)
             candidates.append(
                 Deadline(
                     at=at,

@@ -49,7 +49,9 @@ class Policy(BaseModel):
     def _reminder_within_interval(self) -> Policy:
         if self.visit_reminder_days_before >= 28 * self.return_visit_every_months:
             raise ValueError(
-                "visit_reminder_days_before must be shorter than the return-visit interval"
+                f"visit_reminder_days_before ({self.visit_reminder_days_before} days) must be "
+                f"shorter than the return-visit interval ({self.return_visit_every_months} "
+                "months)"
             )
         return self
 

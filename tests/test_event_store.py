@@ -515,14 +515,6 @@ async def _append_programme(store: EventStore, programme: Programme) -> list[Jou
     return journeys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "rebuild_read_models changes journeys.state: last_event_at is written with the "
-        "event's own offset (e.g. -07:00) by append, but as UTC ('Z') by a rebuild, "
-        "because occurred_at is read back from a timestamptz column"
-    ),
-)
 async def test_rebuild_yields_exactly_the_same_rows(
     store: EventStore, programme: Programme
 ) -> None:

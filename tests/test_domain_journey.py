@@ -1,0 +1,928 @@
+"""The firm's journey as a pure function of its events: rules, timers, fold and bilan.
+
+Each journey is played like the workflow plays it: before every command the journey's
+own deadlines up to the command's business instant (noon in Los Angeles on its date)
+are fired with ``due_events``, then ``decide`` is asked and its events are folded.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from domain.bilan import compute_bilan
+from domain.commands import (
+    ArrangeMeeting,
+    Command,
+    DecideEvaluation,
+    Decision,
+    EnrollFirm,
+    Outcome,
+    RecordMeetingResult,
+    RecordVisitAttendance,
+    RequestMeeting,
+    SignContract,
+    Withdraw,
+)
+from domain.errors import (
+    AlreadyEnrolled,
+    ContractRuleBroken,
+    DateOutOfRange,
+    DomainError,
+    EvaluationRuleBroken,
+    JourneyOver,
+    MeetingRuleBroken,
+    UnknownReference,
+    VisitRuleBroken,
+)
+from domain.events import (
+    ContractSigned,
+    EvaluationCompleted,
+    EvaluationDecided,
+    Event,
+    FirmEnrolled,
+    FirmWithdrew,
+    MeetingArranged,
+    MeetingHeld,
+    MeetingNotHeld,
+    MeetingRequested,
+    MeetingResultOverdue,
+    ReturnVisitAttended,
+    ReturnVisitDue,
+    ReturnVisitMissed,
+    ReturnVisitSkipped,
+)
+from domain.journey import (
+    DeadlineKind,
+    JourneyState,
+    Stage,
+    VisitStatus,
+    decide,
+    due_events,
+    evolve,
+    fold,
+    next_deadline,
+)
+from domain.money import Money
+from domain.programme import Firm, Programme
+from tests.conftest import make_programme
+
+LA = ZoneInfo("America/Los_Angeles")
+INTRO = date(2013, 9, 17)
+E = TypeVar("E", bound=DomainError)
+
+
+def at(day: date, hour: int = 12, minute: int = 0) -> datetime:
+    """An aware business instant in Los Angeles (noon by default)."""
+    return datetime.combine(day, time(hour, minute), tzinfo=LA)
+
+
+class Journey:
+    """One firm's journey, played command by command as the workflow would."""
+
+    def __init__(
+        self,
+        programme: Programme | None = None,
+        *,
+        firm_id: str = "trifide",
+        mission_id: str = "m1",
+        on: date = INTRO,
+        now: date | None = None,
+    ) -> None:
+        self.programme = programme or make_programme("p-journey")
+        enrol = EnrollFirm(
+            programme=self.programme,
+            firm=Firm(id=firm_id, name=f"Groupe {firm_id.title()}"),
+            mission_id=mission_id,
+            occurred_on=on,
+            wants_to_meet=["Apple", "Xerox"],
+        )
+        self.events: list[Event] = decide(None, enrol, at(now or on))
+        self.state: JourneyState = fold(self.events)
+
+    def catch_up(self, day: date, hour: int = 12, minute: int = 0) -> list[Event]:
+        """Fire the journey's own deadlines up to that instant; return what fired."""
+        self.state, fired = due_events(self.state, at(day, hour, minute))
+        self.events.extend(fired)
+        return fired
+
+    def do(self, day: date, command: Command) -> list[Event]:
+        """Catch up to noon of ``day``, then decide and fold ``command``."""
+        self.catch_up(day)
+        produced = decide(self.state, command, at(day))
+        for event in produced:
+            self.state = evolve(self.state, event)
+        self.events.extend(produced)
+        return produced
+
+    def play(self, *steps: tuple[date, Command]) -> None:
+        for day, command in steps:
+            self.do(day, command)
+
+    def refuse(self, day: date, command: Command, error: type[E]) -> E:
+        """Assert ``command`` is refused on ``day`` with ``error`` and changes nothing."""
+        self.catch_up(day)
+        before = self.state.model_dump()
+        with pytest.raises(error) as caught:
+            decide(self.state, command, at(day))
+        assert type(caught.value) is error
+        assert self.state.model_dump() == before
+        return caught.value
+
+
+def request(meeting_id: str, counterpart: str, on: date | None = None) -> RequestMeeting:
+    return RequestMeeting(meeting_id=meeting_id, counterpart=counterpart, occurred_on=on)
+
+
+def arrange(
+    meeting_id: str, scheduled_at: datetime, partner: str = "labizfed", on: date | None = None
+) -> ArrangeMeeting:
+    return ArrangeMeeting(
+        meeting_id=meeting_id,
+        partner_id=partner,
+        scheduled_at=scheduled_at,
+        place="Cupertino",
+        occurred_on=on,
+    )
+
+
+def result(meeting_id: str, outcome: Outcome, on: date | None = None) -> RecordMeetingResult:
+    return RecordMeetingResult(meeting_id=meeting_id, outcome=outcome, occurred_on=on)
+
+
+def contract(
+    counterpart: str, amount: str, currency: str = "USD", *meetings: str, on: date | None = None
+) -> SignContract:
+    return SignContract(
+        counterpart=counterpart,
+        value=Money(amount=Decimal(amount), currency=currency),
+        meeting_ids=list(meetings),
+        occurred_on=on,
+    )
+
+
+def visit(attended: bool = True, on: date | None = None) -> RecordVisitAttendance:
+    return RecordVisitAttendance(attended=attended, occurred_on=on)
+
+
+def held_meeting_with_apple(journey: Journey) -> None:
+    """Apple: requested 2013-09-17, arranged for 2013-09-19 10:00, held (promising)."""
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (date(2013, 9, 18), arrange("apple-1", at(date(2013, 9, 19), 10))),
+        (date(2013, 9, 19), result("apple-1", Outcome.PROMISING)),
+    )
+
+
+def kinds(events: list[Event]) -> list[tuple[str, int, date]]:
+    """(type, visit or cycle, local date) of each event, for timeline comparisons."""
+    rows: list[tuple[str, int, date]] = []
+    for event in events:
+        number: int = getattr(event, "visit", 0) or getattr(event, "cycle", 0)
+        rows.append((type(event).__name__, number, event.occurred_at.astimezone(LA).date()))
+    return rows
+
+
+# ------------------------------------------------------------------- introduction
+
+
+def test_enrolling_a_firm_records_its_introduction_at_the_mission() -> None:
+    journey = Journey(on=date(2013, 9, 18), now=date(2013, 9, 20))
+    [enrolled] = journey.events
+    assert isinstance(enrolled, FirmEnrolled)
+    assert enrolled.introduced_on == date(2013, 9, 18)
+    assert enrolled.occurred_at == at(date(2013, 9, 18), 0)
+    assert enrolled.recorded_at == at(date(2013, 9, 20))
+    assert journey.state.stage is Stage.INTRODUCED
+    assert journey.state.mission_id == "m1"
+    assert journey.state.wants_to_meet == ["Apple", "Xerox"]
+    assert journey.state.stream_version == 1
+
+
+def test_enrolling_a_firm_twice_is_refused() -> None:
+    journey = Journey()
+    again = EnrollFirm(
+        programme=journey.programme,
+        firm=journey.state.firm,
+        mission_id="m2",
+        occurred_on=date(2014, 3, 24),
+    )
+    error = journey.refuse(date(2014, 3, 24), again, AlreadyEnrolled)
+    assert "trifide is already enrolled in p-journey since 2013-09-17" in str(error)
+
+
+def test_an_introduction_outside_its_mission_is_refused() -> None:
+    programme = make_programme("p-intro")
+    command = EnrollFirm(
+        programme=programme,
+        firm=Firm(id="exmachina", name="Ex Machina"),
+        mission_id="m1",
+        occurred_on=date(2013, 9, 21),
+    )
+    with pytest.raises(DateOutOfRange) as caught:
+        decide(None, command, at(date(2013, 10, 1)))
+    assert "introduction date 2013-09-21 is outside mission m1" in str(caught.value)
+    assert "(2013-09-17 to 2013-09-20)" in str(caught.value)
+
+
+def test_an_introduction_at_an_unknown_mission_is_refused() -> None:
+    command = EnrollFirm(
+        programme=make_programme("p-intro"),
+        firm=Firm(id="doculibre", name="DocuLibre"),
+        mission_id="m9",
+        occurred_on=INTRO,
+    )
+    with pytest.raises(UnknownReference, match=r"unknown mission 'm9' \(known: m1, m2\)"):
+        decide(None, command, at(INTRO))
+
+
+def test_an_introduction_dated_in_the_future_is_refused() -> None:
+    command = EnrollFirm(
+        programme=make_programme("p-intro"),
+        firm=Firm(id="doculibre", name="DocuLibre"),
+        mission_id="m1",
+        occurred_on=date(2013, 9, 18),
+    )
+    with pytest.raises(DateOutOfRange, match=r"introduction date 2013-09-18 is in the future"):
+        decide(None, command, at(INTRO))
+
+
+def test_an_introduction_without_a_date_is_the_programmes_today() -> None:
+    command = EnrollFirm(
+        programme=make_programme("p-intro"),
+        firm=Firm(id="doculibre", name="DocuLibre"),
+        mission_id="m2",
+    )
+    # 02:00 UTC on the 26th is still the 25th in Los Angeles.
+    [enrolled] = decide(None, command, datetime.fromisoformat("2014-03-26T02:00:00+00:00"))
+    assert isinstance(enrolled, FirmEnrolled)
+    assert enrolled.introduced_on == date(2014, 3, 25)
+
+
+def test_a_command_for_a_firm_never_enrolled_is_refused() -> None:
+    with pytest.raises(UnknownReference, match=r"not enrolled"):
+        decide(None, request("apple-1", "Apple"), at(INTRO))
+
+
+# ------------------------------------------------------------------------ dates
+
+
+def test_a_command_dated_in_the_future_is_refused() -> None:
+    journey = Journey()
+    error = journey.refuse(
+        date(2013, 9, 18), request("apple-1", "Apple", on=date(2013, 9, 19)), DateOutOfRange
+    )
+    assert "date 2013-09-19 is in the future: the programme's today is 2013-09-18" in str(error)
+
+
+def test_a_command_dated_before_the_introduction_is_refused() -> None:
+    journey = Journey(on=date(2013, 9, 18))
+    error = journey.refuse(
+        date(2013, 9, 20), request("apple-1", "Apple", on=date(2013, 9, 17)), DateOutOfRange
+    )
+    assert "date 2013-09-17 is before the firm's introduction on 2013-09-18" in str(error)
+
+
+def test_a_command_without_a_date_happens_on_the_programmes_today() -> None:
+    journey = Journey()
+    [requested] = journey.do(date(2013, 9, 18), request("apple-1", "Apple"))
+    assert requested.occurred_at == at(date(2013, 9, 18), 0)
+    assert requested.recorded_at == at(date(2013, 9, 18))
+    assert journey.state.meetings["apple-1"].requested_on == date(2013, 9, 18)
+
+
+# --------------------------------------------------------------------- meetings
+
+
+def test_a_meeting_requested_arranged_and_held_is_recorded_in_order() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    assert [type(e) for e in journey.events] == [
+        FirmEnrolled,
+        MeetingRequested,
+        MeetingArranged,
+        MeetingHeld,
+    ]
+    meeting = journey.state.meetings["apple-1"]
+    assert meeting.counterpart == "Apple"
+    assert meeting.partner_id == "labizfed"
+    assert meeting.scheduled_at == at(date(2013, 9, 19), 10)
+    assert meeting.outcome is Outcome.PROMISING
+    assert meeting.status == "promising"
+    assert meeting.result_on == date(2013, 9, 19)
+    assert journey.state.stage is Stage.MEETINGS
+
+
+@pytest.mark.parametrize("outcome", [Outcome.NO_SHOW, Outcome.CANCELLED])
+def test_a_meeting_that_did_not_take_place_is_recorded_as_not_held(outcome: Outcome) -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("xerox-1", "Xerox")),
+        (INTRO, arrange("xerox-1", at(date(2013, 9, 19), 15))),
+    )
+    [event] = journey.do(date(2013, 9, 19), result("xerox-1", outcome))
+    assert isinstance(event, MeetingNotHeld)
+    assert event.outcome is outcome
+    assert journey.state.assessment().meetings_held == 0
+    assert journey.state.assessment().outcomes == {outcome.value: 1}
+
+
+def test_a_meeting_requested_twice_is_refused() -> None:
+    journey = Journey()
+    journey.do(INTRO, request("apple-1", "Apple"))
+    error = journey.refuse(date(2013, 9, 18), request("apple-1", "Apple"), MeetingRuleBroken)
+    assert "meeting apple-1 was already requested on 2013-09-17" in str(error)
+
+
+def test_arranging_a_meeting_never_requested_is_refused() -> None:
+    journey = Journey()
+    error = journey.refuse(INTRO, arrange("linkedin-1", at(date(2013, 9, 19), 9)), UnknownReference)
+    assert "meeting linkedin-1 was never requested" in str(error)
+
+
+def test_a_meeting_arranged_by_an_unknown_partner_is_refused() -> None:
+    journey = Journey()
+    journey.do(INTRO, request("apple-1", "Apple"))
+    error = journey.refuse(
+        INTRO, arrange("apple-1", at(date(2013, 9, 19), 9), partner="acme"), UnknownReference
+    )
+    assert "unknown partner 'acme' (known: labizfed)" in str(error)
+
+
+def test_a_meeting_scheduled_before_it_was_requested_is_refused() -> None:
+    journey = Journey()
+    journey.do(date(2013, 9, 18), request("apple-1", "Apple"))
+    error = journey.refuse(date(2013, 9, 18), arrange("apple-1", at(INTRO, 9)), DateOutOfRange)
+    assert "meeting apple-1 scheduled for 2013-09-17T09:00:00-07:00" in str(error)
+    assert "before it was requested on 2013-09-18" in str(error)
+
+
+def test_a_result_for_a_meeting_never_arranged_is_refused() -> None:
+    journey = Journey()
+    journey.do(INTRO, request("apple-1", "Apple"))
+    error = journey.refuse(
+        date(2013, 9, 19), result("apple-1", Outcome.PROMISING), MeetingRuleBroken
+    )
+    assert "meeting apple-1 was never arranged" in str(error)
+
+
+def test_a_result_for_a_meeting_never_requested_is_refused() -> None:
+    journey = Journey()
+    error = journey.refuse(INTRO, result("ghost", Outcome.NEUTRAL), UnknownReference)
+    assert "meeting ghost was never requested" in str(error)
+
+
+def test_a_second_result_for_the_same_meeting_is_refused() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    error = journey.refuse(date(2013, 9, 20), result("apple-1", Outcome.NEUTRAL), MeetingRuleBroken)
+    assert "meeting apple-1 already has a result (promising, recorded on 2013-09-19)" in str(error)
+
+
+def test_a_result_dated_before_the_meeting_is_refused() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (INTRO, arrange("apple-1", at(date(2013, 9, 20), 10))),
+    )
+    error = journey.refuse(
+        date(2013, 9, 25),
+        result("apple-1", Outcome.NEUTRAL, on=date(2013, 9, 19)),
+        DateOutOfRange,
+    )
+    assert "result of meeting apple-1 dated 2013-09-19, before the meeting (2013-09-20)" in str(
+        error
+    )
+
+
+def test_a_cancellation_may_be_recorded_before_the_meeting_was_due() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (INTRO, arrange("apple-1", at(date(2013, 9, 20), 10))),
+    )
+    [event] = journey.do(date(2013, 9, 18), result("apple-1", Outcome.CANCELLED))
+    assert isinstance(event, MeetingNotHeld)
+    assert journey.state.meetings["apple-1"].status == "cancelled"
+
+
+def test_a_meeting_result_left_unrecorded_becomes_overdue_seven_days_after_the_meeting() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (date(2013, 9, 18), arrange("apple-1", at(date(2013, 9, 19), 10))),
+    )
+    deadline = next_deadline(journey.state)
+    assert deadline is not None
+    assert deadline.kind is DeadlineKind.RESULT_OVERDUE
+    assert deadline.at == at(date(2013, 9, 26), 10)
+    assert deadline.subject == "apple-1"
+
+    assert journey.catch_up(date(2013, 9, 26), 9, 59) == []
+    assert journey.state.meetings["apple-1"].overdue is False
+    [overdue] = journey.catch_up(date(2013, 9, 26), 10, 0)
+    assert isinstance(overdue, MeetingResultOverdue)
+    assert overdue.meeting_id == "apple-1"
+    assert overdue.occurred_at == at(date(2013, 9, 26), 10)
+    assert journey.state.meetings["apple-1"].status == "overdue"
+
+    journey.do(date(2013, 10, 2), result("apple-1", Outcome.NEUTRAL, on=date(2013, 9, 19)))
+    meeting = journey.state.meetings["apple-1"]
+    assert meeting.overdue is False
+    assert meeting.status == "neutral"
+    later = journey.catch_up(date(2014, 1, 1))
+    assert not any(isinstance(e, MeetingResultOverdue) for e in later)
+
+
+def test_the_overdue_delay_follows_the_programme_policy() -> None:
+    journey = Journey(make_programme("p-overdue", result_overdue_after_days=2))
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (INTRO, arrange("apple-1", at(date(2013, 9, 19), 10))),
+    )
+    assert journey.catch_up(date(2013, 9, 21), 9) == []
+    [overdue] = journey.catch_up(date(2013, 9, 21), 11)
+    assert isinstance(overdue, MeetingResultOverdue)
+
+
+# -------------------------------------------------------------------- contracts
+
+
+def test_a_contract_attributed_to_a_held_meeting_is_signed() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    [signed] = journey.do(date(2013, 11, 4), contract("apple", "525000", "USD", "apple-1"))
+    assert isinstance(signed, ContractSigned)
+    assert signed.contract_id == "c1"
+    assert signed.value == Money(amount=Decimal(525000), currency="USD")
+    assert signed.meeting_ids == ["apple-1"]
+    [second] = journey.do(date(2013, 12, 1), contract("Apple", "40000", "CAD"))
+    assert isinstance(second, ContractSigned)
+    assert second.contract_id == "c2"
+    assert journey.state.stage is Stage.CONTRACTED
+    assessment = journey.state.assessment()
+    assert assessment.contracts == 2
+    assert assessment.value_by_currency == {"CAD": Decimal(40000), "USD": Decimal(525000)}
+    assert assessment.days_to_first_contract == 48
+
+
+def test_a_contract_attributed_to_a_meeting_that_was_a_no_show_is_refused() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (INTRO, arrange("apple-1", at(date(2013, 9, 19), 10))),
+        (date(2013, 9, 19), result("apple-1", Outcome.NO_SHOW)),
+    )
+    error = journey.refuse(
+        date(2013, 10, 1), contract("Apple", "1000", "USD", "apple-1"), ContractRuleBroken
+    )
+    assert "contract attributed to meeting apple-1, which was not held (no show)" in str(error)
+
+
+def test_a_contract_attributed_to_a_meeting_without_a_result_is_refused() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (INTRO, arrange("apple-1", at(date(2013, 9, 19), 10))),
+    )
+    error = journey.refuse(
+        date(2013, 9, 20), contract("Apple", "1000", "USD", "apple-1"), ContractRuleBroken
+    )
+    assert "meeting apple-1, which was not held (arranged)" in str(error)
+
+
+def test_a_contract_attributed_to_a_meeting_never_requested_is_refused() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    error = journey.refuse(
+        date(2013, 10, 1),
+        contract("Apple", "1000", "USD", "apple-1", "apple-2"),
+        UnknownReference,
+    )
+    assert "contract attributed to meeting apple-2, which was never requested" in str(error)
+
+
+def test_a_contract_attributed_to_a_meeting_with_another_counterpart_is_refused() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    error = journey.refuse(
+        date(2013, 10, 1), contract("Xerox", "1000", "USD", "apple-1"), ContractRuleBroken
+    )
+    assert "contract with 'Xerox' attributed to meeting apple-1, which was with 'Apple'" in str(
+        error
+    )
+
+
+def test_a_contract_dated_before_its_meeting_was_held_is_refused() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    error = journey.refuse(
+        date(2013, 10, 1),
+        contract("Apple", "1000", "USD", "apple-1", on=date(2013, 9, 18)),
+        DateOutOfRange,
+    )
+    assert "contract dated 2013-09-18, before meeting apple-1 was held (2013-09-19)" in str(error)
+
+
+def test_a_contract_after_the_firm_withdrew_is_refused() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    [withdrew] = journey.do(date(2014, 1, 10), Withdraw(reason="acquired"))
+    assert isinstance(withdrew, FirmWithdrew)
+    assert journey.state.stage is Stage.WITHDRAWN
+    error = journey.refuse(
+        date(2014, 2, 1),
+        contract("Apple", "1000", "USD", "apple-1", on=date(2014, 1, 5)),
+        JourneyOver,
+    )
+    assert "trifide: refused, the firm withdrew on 2014-01-10" in str(error)
+
+
+# ------------------------------------------------------------------ return visits
+
+
+def test_a_firm_caught_up_at_once_gets_every_past_deadline_in_calendar_order() -> None:
+    journey = Journey(now=date(2016, 1, 1))
+    fired = journey.catch_up(date(2016, 1, 1))
+    assert kinds(fired) == [
+        ("ReturnVisitReminderSent", 1, date(2014, 2, 15)),
+        ("ReturnVisitDue", 1, date(2014, 3, 17)),
+        ("ReturnVisitReminderSent", 2, date(2014, 8, 18)),
+        ("ReturnVisitMissed", 1, date(2014, 9, 17)),
+        ("ReturnVisitDue", 2, date(2014, 9, 17)),
+        ("ReturnVisitReminderSent", 3, date(2015, 2, 15)),
+        ("ReturnVisitMissed", 2, date(2015, 3, 17)),
+        ("ReturnVisitDue", 3, date(2015, 3, 17)),
+        ("ReturnVisitReminderSent", 4, date(2015, 8, 18)),
+        ("ReturnVisitMissed", 3, date(2015, 9, 17)),
+        ("ReturnVisitDue", 4, date(2015, 9, 17)),
+        ("EvaluationCompleted", 1, date(2015, 9, 17)),
+    ]
+    due = [e for e in fired if isinstance(e, ReturnVisitDue)]
+    assert [e.due_on for e in due] == [
+        date(2014, 3, 17),
+        date(2014, 9, 17),
+        date(2015, 3, 17),
+        date(2015, 9, 17),
+    ]
+    assert all(e.occurred_at == at(e.due_on, 0) for e in due)
+    assert all(e.recorded_at == at(date(2016, 1, 1)) for e in fired)
+    state = journey.state
+    assert state.stage is Stage.AWAITING_DECISION
+    assert [state.visits[n].status for n in (1, 2, 3, 4)] == [
+        VisitStatus.MISSED,
+        VisitStatus.MISSED,
+        VisitStatus.MISSED,
+        VisitStatus.DUE,
+    ]
+    [evaluation] = [e for e in fired if isinstance(e, EvaluationCompleted)]
+    assert evaluation.cycle == 1
+    assert evaluation.due_on == date(2015, 9, 17)
+    assert evaluation.assessment.visits_missed == 3
+    assert evaluation.assessment.visits_attended == 0
+
+
+def test_visits_are_anchored_on_the_introduction_and_clamped_to_the_end_of_month() -> None:
+    data = make_programme("p-august").model_dump()
+    data["missions"].append(
+        {"id": "m0", "name": "Mission 0", "starts_on": "2015-08-30", "ends_on": "2015-09-02"}
+    )
+    journey = Journey(Programme.model_validate(data), mission_id="m0", on=date(2015, 8, 31))
+    fired = journey.catch_up(date(2016, 9, 1))
+    due = [e.due_on for e in fired if isinstance(e, ReturnVisitDue)]
+    assert due == [date(2016, 2, 29), date(2016, 8, 31)]
+
+
+def test_a_visit_attended_is_not_missed_when_the_next_falls_due() -> None:
+    journey = Journey()
+    [attended] = journey.do(date(2014, 3, 20), visit(True))
+    assert isinstance(attended, ReturnVisitAttended)
+    assert attended.visit == 1
+    assert attended.due_on == date(2014, 3, 17)
+    fired = journey.catch_up(date(2014, 10, 1))
+    assert not any(isinstance(e, ReturnVisitMissed) for e in fired)
+    assert journey.state.visits[1].status is VisitStatus.ATTENDED
+    assert journey.state.visits[1].recorded_on == date(2014, 3, 20)
+    [skipped] = journey.do(date(2014, 10, 2), visit(False))
+    assert isinstance(skipped, ReturnVisitSkipped)
+    assert skipped.visit == 2
+    assessment = journey.state.assessment()
+    assert (assessment.visits_attended, assessment.visits_skipped) == (1, 1)
+
+
+def test_attendance_may_be_recorded_once_the_reminder_window_opens() -> None:
+    journey = Journey()
+    [attended] = journey.do(date(2014, 2, 15), visit(True))
+    assert isinstance(attended, ReturnVisitAttended)
+    assert attended.visit == 1
+
+
+def test_a_visit_attended_ahead_of_its_date_still_falls_due() -> None:
+    journey = Journey()
+    journey.do(date(2014, 3, 1), visit(True))
+    fired = journey.catch_up(date(2014, 3, 18))
+    assert kinds(fired) == [("ReturnVisitDue", 1, date(2014, 3, 17))]
+    assert journey.state.visits[1].status is VisitStatus.ATTENDED
+
+
+def test_attendance_before_the_visit_window_opens_is_refused() -> None:
+    journey = Journey()
+    error = journey.refuse(date(2014, 2, 14), visit(True), VisitRuleBroken)
+    assert "no return visit is open on 2014-02-14" in str(error)
+    assert "visit 1 falls due on 2014-03-17 and opens for attendance on 2014-02-15" in str(error)
+
+
+def test_a_second_attendance_record_for_the_same_visit_is_refused() -> None:
+    journey = Journey()
+    journey.do(date(2014, 3, 18), visit(True))
+    error = journey.refuse(date(2014, 4, 2), visit(False), VisitRuleBroken)
+    assert "return visit 1 (due 2014-03-17) was already recorded as attended on 2014-03-18" in str(
+        error
+    )
+
+
+def test_attendance_at_an_unknown_mission_is_refused() -> None:
+    journey = Journey()
+    command = RecordVisitAttendance(attended=True, mission_id="m7")
+    error = journey.refuse(date(2014, 3, 18), command, UnknownReference)
+    assert "unknown mission 'm7'" in str(error)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def test_an_evaluation_decision_before_the_evaluation_is_due_is_refused() -> None:
+    journey = Journey()
+    command = DecideEvaluation(decision=Decision.RENEW)
+    error = journey.refuse(date(2015, 9, 16), command, EvaluationRuleBroken)
+    assert "the evaluation of cycle 1 falls due on 2015-09-17" in str(error)
+    assert "a decision dated 2015-09-16 comes before it" in str(error)
+
+
+def test_an_evaluation_decision_backdated_before_the_due_date_is_refused() -> None:
+    journey = Journey()
+    command = DecideEvaluation(decision=Decision.CLOSE, occurred_on=date(2015, 9, 10))
+    error = journey.refuse(date(2015, 10, 1), command, EvaluationRuleBroken)
+    assert "fell due on 2015-09-17: a decision dated 2015-09-10" in str(error)
+
+
+def test_the_evaluation_assesses_everything_recorded_since_the_introduction() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    journey.play(
+        (date(2013, 9, 19), request("xerox-1", "Xerox")),
+        (date(2013, 9, 19), arrange("xerox-1", at(date(2013, 9, 20), 9))),
+        (date(2013, 9, 20), result("xerox-1", Outcome.NO_SHOW)),
+        (date(2014, 3, 17), visit(True)),
+        (date(2014, 6, 1), contract("Apple", "525000", "USD", "apple-1")),
+    )
+    [evaluation] = [
+        e for e in journey.catch_up(date(2015, 9, 17)) if isinstance(e, EvaluationCompleted)
+    ]
+    assessment = evaluation.assessment
+    assert assessment.meetings_requested == 2
+    assert assessment.meetings_held == 1
+    assert assessment.outcomes == {"no_show": 1, "promising": 1}
+    assert assessment.contracts == 1
+    assert assessment.value_by_currency == {"USD": Decimal(525000)}
+    assert assessment.days_to_first_contract == 257
+    assert (assessment.visits_attended, assessment.visits_missed) == (1, 2)
+    assert journey.state.stage is Stage.AWAITING_DECISION
+
+
+def test_a_renew_decision_starts_a_second_cycle_evaluated_two_years_later() -> None:
+    journey = Journey()
+    journey.catch_up(date(2015, 9, 17))
+    [decided] = journey.do(date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW))
+    assert isinstance(decided, EvaluationDecided)
+    assert (decided.cycle, decided.decision) == (1, Decision.RENEW)
+    state = journey.state
+    assert state.cycle == 2
+    assert state.cycle_started_on == date(2015, 9, 17)
+    assert state.stage is Stage.INTRODUCED
+    assert state.evaluations[1].decided_on == date(2015, 10, 1)
+    fired = journey.catch_up(date(2017, 9, 17))
+    [evaluation] = [e for e in fired if isinstance(e, EvaluationCompleted)]
+    assert (evaluation.cycle, evaluation.due_on) == (2, date(2017, 9, 17))
+    assert evaluation.occurred_at == at(date(2017, 9, 17), 0)
+    assert journey.state.stage is Stage.AWAITING_DECISION
+
+
+def test_a_second_decision_for_a_renewed_cycle_is_refused() -> None:
+    journey = Journey()
+    journey.do(date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW))
+    error = journey.refuse(
+        date(2015, 10, 2), DecideEvaluation(decision=Decision.CLOSE), EvaluationRuleBroken
+    )
+    assert "the evaluation of cycle 2 falls due on 2017-09-17" in str(error)
+
+
+def test_a_command_dated_in_a_closed_cycle_after_a_renew_decision_is_refused() -> None:
+    journey = Journey()
+    journey.do(date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW))
+    error = journey.refuse(date(2015, 10, 5), visit(True, on=date(2015, 9, 10)), DateOutOfRange)
+    assert "date 2015-09-10 falls in a closed cycle: cycle 2 began on 2015-09-17" in str(error)
+    error = journey.refuse(
+        date(2015, 10, 5), contract("Apple", "10", on=date(2015, 9, 16)), DateOutOfRange
+    )
+    assert "date 2015-09-16 falls in a closed cycle" in str(error)
+    [attended] = journey.do(date(2015, 10, 5), visit(True, on=date(2015, 9, 17)))
+    assert isinstance(attended, ReturnVisitAttended)
+    assert attended.visit == 4
+
+
+def test_anything_after_the_journey_was_closed_is_refused() -> None:
+    journey = Journey()
+    journey.do(date(2015, 9, 20), DecideEvaluation(decision=Decision.CLOSE))
+    assert journey.state.stage is Stage.CLOSED
+    assert journey.state.closed_on == date(2015, 9, 20)
+    for command in (
+        request("apple-9", "Apple"),
+        visit(True),
+        Withdraw(),
+        DecideEvaluation(decision=Decision.RENEW),
+    ):
+        error = journey.refuse(date(2015, 10, 1), command, JourneyOver)
+        assert "the firm journey was closed on 2015-09-20" in str(error)
+    assert next_deadline(journey.state) is None
+    assert journey.catch_up(date(2018, 1, 1)) == []
+
+
+def test_no_deadline_is_pending_once_the_firm_withdrew() -> None:
+    journey = Journey()
+    journey.do(date(2013, 9, 20), request("apple-1", "Apple"))
+    journey.do(date(2013, 9, 20), arrange("apple-1", at(date(2013, 9, 25), 10)))
+    deadline = next_deadline(journey.state)
+    assert deadline is not None
+    assert deadline.kind is DeadlineKind.RESULT_OVERDUE
+    journey.do(date(2013, 9, 21), Withdraw(reason="no longer exporting"))
+    assert journey.state.withdrawn_on == date(2013, 9, 21)
+    assert next_deadline(journey.state) is None
+    assert journey.catch_up(date(2016, 1, 1)) == []
+
+
+def test_the_next_deadline_of_a_new_journey_is_the_first_visit_reminder() -> None:
+    journey = Journey()
+    deadline = next_deadline(journey.state)
+    assert deadline is not None
+    assert deadline.kind is DeadlineKind.VISIT_REMINDER
+    assert deadline.at == at(date(2014, 2, 15), 0)
+    assert deadline.description == "reminder of return visit 1 (due 2014-03-17) on 2014-02-15"
+
+
+# ------------------------------------------------------------------ fold / evolve
+
+
+def full_journey() -> Journey:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    journey.play(
+        (date(2013, 9, 19), request("xerox-1", "Xerox")),
+        (date(2013, 9, 19), arrange("xerox-1", at(date(2013, 9, 20), 9))),
+        (date(2013, 11, 4), contract("Apple", "525000", "USD", "apple-1")),
+        (date(2014, 3, 18), visit(True)),
+        (date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW)),
+        (date(2016, 4, 1), visit(False)),
+    )
+    journey.catch_up(date(2016, 6, 1))
+    return journey
+
+
+def test_folding_the_recorded_events_gives_the_incrementally_evolved_state() -> None:
+    journey = full_journey()
+    types = {type(e).__name__ for e in journey.events}
+    assert {"MeetingResultOverdue", "ReturnVisitMissed", "EvaluationDecided"} <= types
+    folded = fold(journey.events)
+    assert folded.model_dump() == journey.state.model_dump()
+    assert folded.stream_version == len(journey.events)
+    assert folded.last_event_type == type(journey.events[-1]).__name__
+
+
+def test_folding_events_read_back_from_json_gives_the_same_state() -> None:
+    journey = full_journey()
+    read_back = [type(e).model_validate_json(e.model_dump_json()) for e in journey.events]
+    assert fold(read_back).model_dump(mode="json") == journey.state.model_dump(mode="json")
+
+
+def test_evolve_leaves_the_previous_state_unchanged() -> None:
+    journey = Journey()
+    before = journey.state
+    [requested] = decide(before, request("apple-1", "Apple"), at(INTRO))
+    after = evolve(before, requested)
+    assert "apple-1" in after.meetings
+    assert before.meetings == {}
+    assert (before.stream_version, after.stream_version) == (1, 2)
+
+
+def test_a_stream_that_does_not_start_with_firm_enrolled_is_refused() -> None:
+    journey = Journey()
+    [requested] = decide(journey.state, request("apple-1", "Apple"), at(INTRO))
+    with pytest.raises(ValueError, match=r"starts with FirmEnrolled, not MeetingRequested"):
+        evolve(None, requested)
+    with pytest.raises(ValueError, match=r"FirmEnrolled can only start a journey"):
+        evolve(journey.state, journey.events[0])
+    with pytest.raises(ValueError, match=r"empty stream"):
+        fold([])
+
+
+# --------------------------------------------------------------------------- bilan
+
+
+def bilan_journeys() -> list[JourneyState]:
+    """Three firms: two from mission m1 with contracts, one from m2 without."""
+    programme = make_programme("p-bilan")
+    trifide = Journey(programme, firm_id="trifide")
+    held_meeting_with_apple(trifide)
+    trifide.play(
+        (date(2013, 10, 17), contract("Apple", "100000", "USD", "apple-1")),  # day 30
+        (date(2014, 1, 10), contract("Apple", "50000", "CAD")),
+    )
+    exmachina = Journey(programme, firm_id="exmachina", on=date(2013, 9, 18))
+    exmachina.play(
+        (date(2013, 9, 18), request("xerox-1", "Xerox")),
+        (date(2013, 9, 18), arrange("xerox-1", at(date(2013, 9, 19), 14))),
+        (date(2013, 9, 19), result("xerox-1", Outcome.NEUTRAL)),
+        (date(2013, 11, 8), contract("Xerox", "25000.50", "USD", "xerox-1")),  # day 51
+    )
+    doculibre = Journey(programme, firm_id="doculibre", mission_id="m2", on=date(2014, 3, 25))
+    doculibre.play(
+        (date(2014, 3, 25), request("linkedin-1", "LinkedIn")),
+        (date(2014, 3, 25), arrange("linkedin-1", at(date(2014, 3, 26), 11))),
+        (date(2014, 3, 26), result("linkedin-1", Outcome.NO_SHOW)),
+    )
+    states = []
+    for journey in (doculibre, trifide, exmachina):
+        journey.catch_up(date(2014, 6, 1))
+        states.append(journey.state)
+    return states
+
+
+def test_the_bilan_sums_values_per_currency_without_adding_currencies() -> None:
+    bilan = compute_bilan("p-bilan", "Bilan", bilan_journeys())
+    assert bilan.scope == "programme"
+    assert bilan.firms == 3
+    assert bilan.contracts == 3
+    assert bilan.value_by_currency == {"CAD": Decimal(50000), "USD": Decimal("125000.50")}
+    assert bilan.meetings_requested == 3
+    assert bilan.meetings_arranged == 3
+    assert bilan.meetings_held == 2
+    assert bilan.outcomes == {
+        "promising": 1,
+        "neutral": 1,
+        "not_interested": 0,
+        "no_show": 1,
+        "cancelled": 0,
+    }
+
+
+def test_the_bilan_gives_the_share_of_firms_with_a_contract() -> None:
+    bilan = compute_bilan("p-bilan", "Bilan", bilan_journeys())
+    assert bilan.firms_with_contract == 2
+    assert bilan.share_with_contract == pytest.approx(2 / 3)
+
+
+def test_the_median_time_to_first_contract_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
+    bilan = compute_bilan("p-bilan", "Bilan", bilan_journeys())
+    assert [r.days_to_first_contract for r in bilan.rows] == [30, 51, None]
+    assert bilan.median_days_to_first_contract == 40.5
+
+
+def test_the_median_time_to_first_contract_of_an_odd_count_is_the_middle_value() -> None:
+    states = bilan_journeys()
+    doculibre = Journey(
+        make_programme("p-bilan"), firm_id="late", mission_id="m2", on=date(2014, 3, 24)
+    )
+    doculibre.do(date(2014, 5, 23), contract("LinkedIn", "900", "USD"))  # day 60
+    bilan = compute_bilan("p-bilan", "Bilan", [*states, doculibre.state])
+    assert bilan.median_days_to_first_contract == 51.0
+    assert bilan.share_with_contract == pytest.approx(3 / 4)
+
+
+def test_the_bilan_of_a_mission_keeps_only_the_firms_introduced_there() -> None:
+    states = bilan_journeys()
+    m1 = compute_bilan("p-bilan", "Bilan", states, mission_id="m1")
+    assert m1.scope == "m1"
+    assert [r.firm_id for r in m1.rows] == ["trifide", "exmachina"]
+    assert m1.share_with_contract == 1.0
+    assert m1.value_by_currency == {"CAD": Decimal(50000), "USD": Decimal("125000.50")}
+    m2 = compute_bilan("p-bilan", "Bilan", states, mission_id="m2")
+    assert [r.firm_id for r in m2.rows] == ["doculibre"]
+    assert m2.share_with_contract == 0.0
+    assert m2.median_days_to_first_contract is None
+    assert m2.value_by_currency == {}
+    assert m2.outcomes["no_show"] == 1
+    empty = compute_bilan("p-bilan", "Bilan", states, mission_id="m9")
+    assert (empty.firms, empty.share_with_contract) == (0, None)
+
+
+def test_the_bilan_counts_stages_and_visits() -> None:
+    states = bilan_journeys()
+    bilan = compute_bilan("p-bilan", "Bilan", states)
+    assert (bilan.withdrawn, bilan.closed, bilan.active) == (0, 0, 3)
+    # Visit 1 of the m1 firms is due (2014-03-17/18), nothing recorded, none missed yet.
+    assert (bilan.visits_attended, bilan.visits_missed) == (0, 0)
+    assert [r.stage for r in bilan.rows] == [Stage.CONTRACTED, Stage.CONTRACTED, Stage.MEETINGS]
