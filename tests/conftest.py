@@ -101,7 +101,7 @@ def examples() -> Iterator[Path]:
     yield EXAMPLES
 
 
-def make_programme(programme_id: str, **policy: int) -> "Programme":
+def make_programme(programme_id: str, **policy: int) -> Programme:
     """A small programme in Los Angeles time with one mission starting 2013-09-17."""
     from domain.programme import Programme
 

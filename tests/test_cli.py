@@ -8,11 +8,7 @@ user sees: the exit code and the messages.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path

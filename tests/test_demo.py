@@ -15,15 +15,15 @@ import pytest
 from temporalio.client import Client
 
 from activities.store import EventStore
-from corridor.demo import ClockMode, play
+from corridor.demo import ClockMode, DemoOutcome, play
 from corridor.records import load_journal, load_programme, load_roster
-from domain.bilan import compute_bilan
+from domain.bilan import Bilan, compute_bilan
 
 
 async def _play_seed(
     client: Client, store: EventStore, task_queue: str, examples: Path, programme_id: str,
     mode: ClockMode,
-) -> tuple[object, object]:
+) -> tuple[DemoOutcome, Bilan]:
     programme = load_programme(examples / "programme.toml").model_copy(update={"id": programme_id})
     roster = load_roster(examples / "roster.csv", programme)
     journal = load_journal(examples / "journal.csv", programme)

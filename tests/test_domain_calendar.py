@@ -212,7 +212,8 @@ def test_the_default_policy_is_the_briefs_six_months_and_two_years() -> None:
 
 @pytest.mark.parametrize(("months", "days"), [(1, 31), (1, 28), (2, 60), (6, 180)])
 def test_a_reminder_lead_as_long_as_the_visit_interval_is_refused(months: int, days: int) -> None:
-    with pytest.raises(ValidationError, match=r"visit_reminder_days_before \(\d+ days\) must be shorter"):
+    message = r"visit_reminder_days_before \(\d+ days\) must be shorter"
+    with pytest.raises(ValidationError, match=message):
         Policy(return_visit_every_months=months, visit_reminder_days_before=days)
 
 

@@ -32,7 +32,7 @@ from domain.commands import (
     RequestMeeting,
     SignContract,
 )
-from domain.events import Event, EventEnvelope
+from domain.events import ContractSigned, Event, EventEnvelope
 from domain.journey import JourneyState, decide, due_events, evolve
 from domain.money import Money
 from domain.programme import Firm, Programme
@@ -218,7 +218,9 @@ async def test_new_stream_reads_back_the_same_events_in_version_order(
         "MeetingRequested",
         "MeetingArranged",
     ]
-    assert read[4].event.value == Money(amount=Decimal("250000.00"), currency="CAD")
+    contract = read[4].event
+    assert isinstance(contract, ContractSigned)
+    assert contract.value == Money(amount=Decimal("250000.00"), currency="CAD")
     assert read[2].command_id == "cmd-3"
     assert await store.read_stream(journey.stream_id, after_version=5) == envelopes[5:]
 
