@@ -331,7 +331,7 @@ class TemporalDevServer:
         try:
             await self._wait_ready()
         except BaseException:
-            await self.stop()
+            await self._terminate()  # keep the log: the error message points to it
             raise
         log.info(
             "temporal.started",
@@ -397,6 +397,12 @@ class TemporalDevServer:
 
         Safe to call more than once, and when the server was never started.
         """
+        await self._terminate()
+        if self._owns_log_file and self._log_file is not None:
+            self._log_file.unlink(missing_ok=True)
+
+    async def _terminate(self) -> None:
+        """Stop the process, if any, without touching the log file."""
         process = self._process
         if process is None:
             return
@@ -411,8 +417,6 @@ class TemporalDevServer:
                 await asyncio.to_thread(process.wait)
         self._process = None
         log.info("temporal.stopped", address=self.address, exit_code=process.returncode)
-        if self._owns_log_file and self._log_file is not None:
-            self._log_file.unlink(missing_ok=True)
 
     def _kill_at_exit(self) -> None:
         """Last-resort synchronous stop when the interpreter exits without :meth:`stop`."""
@@ -480,21 +484,33 @@ class EmbeddedPostgres:
     user ``embedded_postgres`` (created with ``useradd`` if missing), chowns ``pgdata``
     to it and adds ``o+rx`` to every parent directory so that it can reach it.
 
+    Those parents must stay traversable for as long as the server runs: PostgreSQL
+    opens files by absolute path and PANICs otherwise. pytest resets
+    ``/tmp/pytest-of-<user>`` to mode 0700 whenever a session starts, which crashes a
+    root-run server whose ``pgdata`` is under another, concurrent session's
+    ``tmp_path``. Tests should therefore pass ``pgdata=None`` (a fresh directory
+    directly under the system temp dir, deleted on stop) unless they need a fixed path.
+
     If a server is already running on ``pgdata`` (for instance left over by a crashed
     process), it is adopted rather than started twice.
     """
 
     _in_process: ClassVar[set[Path]] = set()
 
-    def __init__(self, pgdata: Path, *, database: str = "corridor") -> None:
+    def __init__(self, pgdata: Path | None = None, *, database: str = "corridor") -> None:
         """Configure the server; nothing is started until :meth:`start`.
 
         Args:
             pgdata: Data directory; created (with its parents) if missing and
-                initialised with ``initdb`` on first start.
+                initialised with ``initdb`` on first start. ``None`` creates a
+                temporary directory now, deleted with its data by :meth:`stop`.
             database: Database created on start if it does not exist; the DSN
                 returned by :meth:`start` points to it.
         """
+        self._temporary_root: Path | None = None
+        if pgdata is None:
+            self._temporary_root = Path(tempfile.mkdtemp(prefix="corridor-pg-"))
+            pgdata = self._temporary_root / "pg"
         self.pgdata = pgdata.expanduser().resolve()
         self.database = database
         self._server: Any = None
@@ -616,6 +632,8 @@ class EmbeddedPostgres:
                 await asyncio.to_thread(self._stop_blocking, server)
         finally:
             self._release()
+            if self._temporary_root is not None:
+                await asyncio.to_thread(shutil.rmtree, self._temporary_root, True)
 
     def _release(self) -> None:
         """Let another :class:`EmbeddedPostgres` in this process use the data directory."""
@@ -628,6 +646,9 @@ class EmbeddedPostgres:
         pg = _import_embedded_postgres()
         with pg.PostgresServer._lock:
             _prune_dead_handles(self.pgdata)
+        if server.system_user is not None and self.pgdata.exists():
+            # pg_ctl runs as the system user: make sure it can still reach pgdata.
+            pg.ensure_prefix_permissions(self.pgdata)
         try:
             server.cleanup()
         finally:

@@ -56,7 +56,9 @@ async def dsn(tmp_session: Path) -> AsyncIterator[str]:
     if given:
         yield given
         return
-    postgres = EmbeddedPostgres(tmp_session / "pg")
+    # Not under pytest's tmp folder: a later pytest session resets its permissions,
+    # which the postgres system user needs (see corridor.stack.EmbeddedPostgres).
+    postgres = EmbeddedPostgres()
     started = await postgres.start()
     try:
         yield started

@@ -1,12 +1,15 @@
-"""Real-server tests for corridor.stack: no mocks, everything under tmp_path."""
+"""Real-server tests for corridor.stack: no mocks, state in temporary directories."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +30,21 @@ from corridor.stack import (
 # Each test starts and stops real servers in a few seconds; the timeout only guards
 # against hangs.
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A directory outside pytest's basetemp.
+
+    When run as root, the embedded PostgreSQL server runs as another user that must be
+    able to traverse every parent of its data directory; a concurrent pytest session
+    resets /tmp/pytest-of-<user> to 0700, which would crash it mid-test.
+    """
+    path = Path(tempfile.mkdtemp(prefix="corridor-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _dead_pid() -> int:
@@ -63,8 +81,8 @@ async def test_temporal_dev_server_keeps_workflows_across_restart(tmp_path: Path
     assert not second.running
 
 
-async def test_embedded_postgres_keeps_rows_across_restart(tmp_path: Path) -> None:
-    pgdata = tmp_path / "pg"
+async def test_embedded_postgres_keeps_rows_across_restart(private_dir: Path) -> None:
+    pgdata = private_dir / "pg"
 
     first = EmbeddedPostgres(pgdata)
     dsn = await first.start()
@@ -92,6 +110,21 @@ async def test_embedded_postgres_keeps_rows_across_restart(tmp_path: Path) -> No
     assert not (pgdata / "postmaster.pid").exists()
 
 
+async def test_embedded_postgres_without_pgdata_is_temporary() -> None:
+    postgres = EmbeddedPostgres()
+    root = postgres.pgdata.parent
+    async with postgres:
+        assert postgres.dsn is not None
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            assert await conn.fetchval("SELECT 41 + 1") == 42
+        finally:
+            await conn.close()
+        with pytest.raises(StackError, match="already managed"):
+            await EmbeddedPostgres(postgres.pgdata).start()
+    assert not root.exists()
+
+
 async def test_temporal_port_in_use_names_the_port() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -108,9 +141,9 @@ async def test_temporal_port_in_use_names_the_port() -> None:
         assert not server.running
 
 
-async def test_embedded_stack_writes_and_removes_stack_file(tmp_path: Path) -> None:
+async def test_embedded_stack_writes_and_removes_stack_file(private_dir: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path / "data",
+        data_dir=private_dir / "data",
         temporal_port=free_port(),
         temporal_ui_port=free_port(),
     )
