@@ -24,8 +24,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import EventStore
 from corridor import render, service
@@ -35,6 +36,7 @@ from corridor.records import (
     InputError,
     JournalRecord,
     RowError,
+    journal_firm_ids,
     load_journal,
     load_programme,
     load_roster,
@@ -73,8 +75,15 @@ app = typer.Typer(
 meeting_app = typer.Typer(help="Record a meeting: request, arrange, result.", no_args_is_help=True)
 app.add_typer(meeting_app, name="meeting")
 
-out = Console() if Console().is_terminal else Console(width=160)
-err = Console(stderr=True)
+# Markup off: names, notes and counterparts come from users and are printed as typed.
+_tty = Console().is_terminal
+out = Console(markup=False, highlight=False, width=None if _tty else 160)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=not _tty)
+
+
+def _error(message: str) -> None:
+    """Print one error line on stderr."""
+    err.print(Text.assemble(("error: ", "bold red"), message))
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "quebec-california"
 T = TypeVar("T")
@@ -94,15 +103,15 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
     except Failure as failure:
-        err.print(f"[red]error:[/red] {failure.message}", highlight=False)
+        _error(failure.message)
         raise typer.Exit(failure.code) from None
     except InputError as error:
         for problem in error.errors:
-            err.print(f"[red]error:[/red] {problem}", highlight=False, markup=False)
-        err.print(f"{len(error.errors)} problem(s); nothing was sent.", highlight=False)
+            _error(str(problem))
+        err.print(f"{len(error.errors)} problem(s); nothing was sent.")
         raise typer.Exit(2) from None
     except StackError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        _error(str(error))
         raise typer.Exit(3) from None
 
 
@@ -145,6 +154,9 @@ async def _store(connections: Connections) -> AsyncIterator[EventStore]:
 
 
 async def _programme_id(connections: Connections, given: str | None) -> str:
+    """The programme named by id or by its TOML file, or the only one there is."""
+    if given and given.endswith(".toml"):
+        return load_programme(Path(given)).id
     if given:
         return given
     async with _store(connections) as store:
@@ -180,8 +192,8 @@ def dev(
         async with embedded_stack(settings, headless=headless) as stack:
             client = await connect(stack.temporal_address)
             err.print(
-                f"Corridor is running. Temporal Web UI: [bold]{stack.ui_url or '(headless)'}"
-                f"[/bold]  Temporal: {stack.temporal_address}  Data: {settings.data_dir}\n"
+                f"Corridor is running. Temporal Web UI: {stack.ui_url or '(headless)'}"
+                f"  Temporal: {stack.temporal_address}  Data: {settings.data_dir}\n"
                 "Press Ctrl-C to stop.",
                 highlight=False,
             )
@@ -226,7 +238,7 @@ def enroll(
                 started += result.started
                 already += not result.started
                 state = "started" if result.started else "already enrolled"
-                out.print(f"{result.workflow_id}: {state}", highlight=False)
+                out.print(f"{result.workflow_id}: {state}")
         out.print(f"{started} journey(s) started, {already} already enrolled.")
 
     _run(main())
@@ -235,29 +247,18 @@ def enroll(
 # ---------------------------------------------------------------------- record
 
 
-async def _unknown_firms(
-    client: Client, programme_id: str, records: list[JournalRecord], source: str
-) -> list[RowError]:
-    problems: list[RowError] = []
-    known: dict[str, bool] = {}
-    for item in records:
-        if item.firm_id not in known:
-            try:
-                await service.journey_handle(client, programme_id, item.firm_id).describe()
-                known[item.firm_id] = True
-            except RPCError:
-                known[item.firm_id] = False
-        if not known[item.firm_id]:
-            problems.append(
-                RowError(
-                    source,
-                    item.row,
-                    "firm_id",
-                    item.firm_id,
-                    f"firm has no journey in programme {programme_id}",
-                )
-            )
-    return problems
+async def _firms_with_journey(client: Client, programme_id: str, firm_ids: set[str]) -> set[str]:
+    """The firms among ``firm_ids`` that have a journey (running or ended)."""
+    known: set[str] = set()
+    for firm_id in sorted(firm_ids):
+        try:
+            await service.journey_handle(client, programme_id, firm_id).describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise Failure(f"cannot reach Temporal: {error.message}", 3) from None
+            continue
+        known.add(firm_id)
+    return known
 
 
 @app.command()
@@ -276,11 +277,11 @@ def record(
 
     async def main() -> int:
         loaded = load_programme(programme)
-        records = load_journal(journal, loaded)
         async with _connected(settings) as connections:
-            unknown = await _unknown_firms(connections.client, loaded.id, records, journal.name)
-            if unknown:
-                raise InputError(unknown)
+            known = await _firms_with_journey(
+                connections.client, loaded.id, journal_firm_ids(journal)
+            )
+            records = load_journal(journal, loaded, known_firms=known)
             accepted = duplicates = 0
             refused: list[tuple[JournalRecord, service.Refused]] = []
             with _progress() as progress:
@@ -300,8 +301,6 @@ def record(
             err.print(
                 f"refused: {journal.name}, row {item.row} ({item.firm_id}, {item.action}): "
                 f"{why.message}",
-                highlight=False,
-                markup=False,
             )
         out.print(
             f"{accepted} accepted, {duplicates} already recorded, {len(refused)} refused "
@@ -373,7 +372,7 @@ def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) ->
         if result.duplicate:
             out.print(f"already recorded (stream version {result.stream_version})")
         for line in result.events:
-            out.print(f"recorded: {line}", highlight=False)
+            out.print(f"recorded: {line}")
 
     _run(main())
 
@@ -713,7 +712,7 @@ def demo(
     settings = load_settings()
     if fresh:
         if read_stack_file(settings.data_dir) is not None:
-            err.print("[red]error:[/red] a `corridor dev` is running on this data directory")
+            _error("a `corridor dev` is running on this data directory")
             raise typer.Exit(2)
         shutil.rmtree(settings.data_dir, ignore_errors=True)
 
@@ -763,9 +762,8 @@ async def _demo(
     programme, roster, journal = scenario.programme, scenario.roster, scenario.journal
     first = min(e.occurred_on for e in roster if e.occurred_on is not None)
     out.print(
-        f"[bold]{programme.name}[/bold]: {len(roster)} firms, {len(journal)} journal records, "
+        f"{programme.name}: {len(roster)} firms, {len(journal)} journal records, "
         f"{first} to {scenario.until} (clock: {mode.value}).",
-        highlight=False,
     )
     with _progress() as progress:
         task = progress.add_task("starting", total=len(roster) + len(journal))
@@ -789,16 +787,15 @@ async def _demo(
         f"{outcome.enrolled} journeys started ({outcome.already_enrolled} already there); "
         f"{outcome.accepted} records accepted, {outcome.duplicates} already recorded, "
         f"{len(outcome.refused)} refused.",
-        highlight=False,
     )
     for row, firm, message in outcome.refused:
-        err.print(f"refused: journal.csv row {row} ({firm}): {message}", markup=False)
+        err.print(f"refused: journal.csv row {row} ({firm}): {message}")
     async with EventStore.connect(stack.dsn) as store:
         await _print_bilan(store, programme.id, None, ReportFormat.TERMINAL, None)
     if stack.ui_url:
         out.print(
             "Every journey is kept: run `corridor dev` and open the Temporal Web UI at "
-            f"[bold]{stack.ui_url}/namespaces/default/workflows[/bold] to audit them.",
+            f"{stack.ui_url}/namespaces/default/workflows to audit them.",
             highlight=False,
         )
     if outcome.refused:
@@ -821,7 +818,7 @@ def main() -> None:
         err.print("aborted")
         code = 130
     except Exception as error:
-        err.print(f"[red]error:[/red] {type(error).__name__}: {error}", highlight=False)
+        _error(f"{type(error).__name__}: {error}")
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()

@@ -34,7 +34,7 @@ from domain.commands import (
     StaffCommand,
     Withdraw,
 )
-from domain.money import Money
+from domain.money import Money, currency_exponent
 from domain.programme import Firm, Programme
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -270,7 +270,10 @@ def parse_amount(value: str) -> Decimal:
     if "," in cleaned and "." in cleaned:
         raise ValueError("use one decimal separator, no thousands separators")
     cleaned = cleaned.replace(",", ".")
-    amount = Decimal(cleaned)
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError("not a decimal number") from None
     if not amount.is_finite():
         raise ValueError("not a finite number")
     return amount
@@ -474,6 +477,12 @@ def _journal_command(reader: _RowReader, action: str, cid: str) -> StaffCommand 
             counterpart = reader.text("counterpart")
             amount = reader.parsed("amount", parse_amount, "an amount")
             currency = reader.text("currency")
+            if currency is not None:
+                try:
+                    currency_exponent(currency)
+                except ValueError as error:
+                    reader.fail("currency", str(error))
+                    currency = None
             if amount is None or currency is None:
                 return None
             value = _model(reader, "amount", Money, amount=amount, currency=currency)
@@ -507,13 +516,30 @@ def _journal_command(reader: _RowReader, action: str, cid: str) -> StaffCommand 
     return _model(reader, None, model, **fields)  # type: ignore[return-value]
 
 
-def load_journal(path: Path, programme: Programme) -> list[JournalRecord]:
+def journal_firm_ids(path: Path) -> set[str]:
+    """The firm ids a journal names (to check them before reading it whole).
+
+    Raises:
+        InputError: The file cannot be read as a journal (missing, header problems).
+    """
+    return {
+        row["firm_id"]
+        for row in _read_csv(path, JOURNAL_COLUMNS, _JOURNAL_REQUIRED)
+        if row.get("firm_id")
+    }
+
+
+def load_journal(
+    path: Path, programme: Programme, known_firms: set[str] | None = None
+) -> list[JournalRecord]:
     """Read a journal: one row per record staff made, each becoming a command.
 
     Args:
         path: The journal CSV (columns ``JOURNAL_COLUMNS``; a row fills only the
             columns its action uses).
         programme: The programme; partner and mission ids are checked against it.
+        known_firms: Firms that have a journey; other firm ids are reported (None: not
+            checked).
 
     Returns:
         The records sorted by date (rows of the same date keep their file order).
@@ -529,6 +555,8 @@ def load_journal(path: Path, programme: Programme) -> list[JournalRecord]:
     for row in _read_csv(path, JOURNAL_COLUMNS, _JOURNAL_REQUIRED):
         reader = _RowReader(source, row, errors)
         firm_id = reader.text("firm_id")
+        if firm_id is not None and known_firms is not None and firm_id not in known_firms:
+            reader.fail("firm_id", f"firm has no journey in programme {programme.id}")
         action = reader.text("action")
         if action is not None and action not in _ACTION_COLUMNS:
             reader.fail("action", f"unknown action (expected one of {', '.join(ACTIONS)})")

@@ -162,8 +162,10 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
     handle = journey_handle(client, programme_id, firm_id)
     update = _UPDATES[type(command)]
     try:
+        # Not the command id as update id: Temporal would answer a repeated update id
+        # with the first answer, hiding that the journey saw a duplicate.
         result: CommandResult = await handle.execute_update(
-            update, command, id=command.command_id, result_type=CommandResult
+            update, command, result_type=CommandResult
         )
         return result
     except WorkflowUpdateFailedError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 
@@ -167,6 +168,11 @@ class Firm(BaseModel):
     sector: Text | None = None
     city: Text | None = None
     contact_name: Text | None = None
-    contact_email: str | None = Field(
-        default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200
-    )
+    contact_email: str | None = Field(default=None, max_length=200)
+
+    @field_validator("contact_email")
+    @classmethod
+    def _looks_like_email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("not an e-mail address (expected name@domain.tld)")
+        return value

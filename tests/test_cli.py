@@ -363,13 +363,6 @@ async def test_record_reports_a_refused_row_and_records_the_others_once(
     assert await settled_versions(client, store, programme_id) == after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="re-sent rows are counted as accepted: Temporal returns the first outcome of "
-    "an update whose id it has seen (duplicate=False), so the journey's own duplicate "
-    "check never runs",
-)
 async def test_record_again_says_already_recorded(
     cli: Cli, client: Client, store: EventStore, roster: Path, programme: Path,
     programme_id: str, tmp_path: Path,
@@ -532,12 +525,6 @@ async def test_status_and_report(
 # ------------------------------------------------------------- known defects (xfail)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cli._run prints file problems with markup=False, so each line starts with "
-    "a literal '[red]error:[/red]'",
-)
 async def test_file_problems_start_with_a_plain_error_prefix(
     cli: Cli, programme: Path, tmp_path: Path
 ) -> None:
@@ -548,12 +535,6 @@ async def test_file_problems_start_with_a_plain_error_prefix(
     assert flat(run.err).count("error: roster.csv, row ") == 4, run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="stderr is a rich Console with no width: when it is not a terminal (a pipe, a "
-    "log file) every message is wrapped at 80 columns",
-)
 async def test_each_message_is_one_line(
     cli: Cli, programme: Path, programme_id: str, tmp_path: Path
 ) -> None:
@@ -566,12 +547,6 @@ async def test_each_message_is_one_line(
     assert len(lines_of(run.err)) == 4 + 1, run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="user text is printed as rich markup: 'Sunset [fictional]' loses its '[fictional]'; "
-    "'Acme [/x]' is recorded, then the CLI crashes with a MarkupError traceback (exit 1)",
-)
 async def test_user_text_is_printed_verbatim(
     cli: Cli, roster: Path, programme: Path, programme_id: str
 ) -> None:
@@ -585,12 +560,6 @@ async def test_user_text_is_printed_verbatim(
     assert "recorded: meeting mt-2 with Sunset [fictional] requested" in run.out, run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="records.py builds Money under column 'amount' (_model(reader, 'amount', ...)), "
-    "so an unknown currency is reported in column amount with the amount's value",
-)
 async def test_unknown_currency_is_reported_in_the_currency_column(
     cli: Cli, programme: Path, tmp_path: Path
 ) -> None:
@@ -605,12 +574,6 @@ async def test_unknown_currency_is_reported_in_the_currency_column(
     assert "(value 'XYZ')" in run.err, run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a bad amount is explained as \"[<class 'decimal.ConversionSyntax'>]\" "
-    "(str of decimal.InvalidOperation), in the journal and in `corridor contract`",
-)
 async def test_bad_amount_is_explained(
     cli: Cli, programme: Path, programme_id: str, tmp_path: Path
 ) -> None:
@@ -631,12 +594,6 @@ async def test_bad_amount_is_explained(
     assert "ConversionSyntax" not in run.err, run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="firms without a journey are only checked once the file has no other problem, "
-    "so a user fixing a journal learns of them in a second round",
-)
 async def test_unknown_firm_is_listed_with_the_other_problems(
     cli: Cli, programme: Path, programme_id: str, tmp_path: Path
 ) -> None:

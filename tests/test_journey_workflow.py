@@ -154,6 +154,23 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
+async def updates_accepted_per_run(client: Client, workflow_id: str, run_id: str) -> list[int]:
+    """Follow the chain of runs from ``run_id``; count the updates each one accepted."""
+    counts: list[int] = []
+    next_run: str | None = run_id
+    while next_run:
+        history = await client.get_workflow_handle(workflow_id, run_id=next_run).fetch_history()
+        kinds = [e.event_type for e in history.events]
+        counts.append(kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED))
+        last = history.events[-1]
+        next_run = None
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            next_run = (
+                last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            )
+    return counts
+
+
 def business_day(view: JourneyView) -> date:
     return view.business_now.astimezone(LA).date()
 
@@ -731,6 +748,9 @@ async def test_continue_as_new_during_a_burst_loses_nothing(
     stored_meeting = {e.stream_version: getattr(e.event, "meeting_id", None) for e in events}
     for result, meeting_id in zip(results, meeting_ids, strict=True):
         assert stored_meeting[result.stream_version] == meeting_id
+    accepted_per_run = await updates_accepted_per_run(client, handle.id, first_run)
+    print(f"updates accepted per run: {accepted_per_run}")
+    assert len(accepted_per_run) >= 2  # continued as new at least once
     assert (await handle.describe()).run_id != first_run
     view = await service.view(client, programme_id, firm)
     assert sorted(view.state.meetings) == meeting_ids
