@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -46,7 +47,7 @@ from corridor.records import (
 )
 from corridor.settings import Settings, load_settings
 from corridor.stack import StackError, StackInfo, embedded_stack, read_stack_file
-from corridor.temporal import connect
+from corridor.temporal import connect, register_search_attributes
 from domain.bilan import Bilan, compute_bilan
 from domain.calendar import zone
 from domain.commands import (
@@ -65,6 +66,7 @@ from domain.commands import (
 from domain.money import Money
 from domain.programme import Programme
 from worker import run_worker
+from workflows import search
 
 app = typer.Typer(
     help="Corridor: durable follow-up of economic trade missions.",
@@ -189,7 +191,9 @@ def dev(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with embedded_stack(settings, headless=headless) as stack:
+        async with embedded_stack(
+            settings, headless=headless, search_attributes=search.registrations()
+        ) as stack:
             client = await connect(stack.temporal_address)
             err.print(
                 f"Corridor is running. Temporal Web UI: {stack.ui_url or '(headless)'}"
@@ -563,18 +567,55 @@ def withdraw(
 # ---------------------------------------------------------------------- status
 
 
+QueryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        "-q",
+        help="Temporal visibility filter, e.g. \"CorridorStage = 'awaiting_decision'\".",
+    ),
+]
+
+
+async def _matching_streams(
+    client: Client, programme_id: str, query: str | None
+) -> set[str] | None:
+    """Workflow ids of the programme's journeys matching a visibility filter."""
+    if query is None:
+        return None
+    full = f"{search.PROGRAMME.name} = '{programme_id}' AND ({query})"
+    try:
+        return {execution.id async for execution in client.list_workflows(full)}
+    except RPCError as error:
+        raise Failure(f"invalid --query {query!r}: {error.message}", 2) from None
+
+
+def _ui_link(settings: Settings, connections: Connections, workflow_id: str) -> str:
+    base = settings.ui_url or (connections.stack.ui_url if connections.stack else None)
+    if base is None:
+        return ""
+    namespace = connections.client.namespace
+    return f"{base.rstrip('/')}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
+
+
 @app.command()
 def status(
     firm: Annotated[str | None, typer.Argument(help="One firm (default: every journey).")] = None,
     programme: ProgrammeOption = None,
+    query: QueryOption = None,
 ) -> None:
-    """Each journey's stage, last event and next deadline (from the read model)."""
+    """Each journey's stage, last event, next deadline and Web UI link.
+
+    With --query, only the journeys that Temporal's visibility finds for the filter
+    (the same filters as the Web UI's search box).
+    """
     configure_logging("WARNING")
     settings = load_settings()
 
     async def main() -> None:
         async with _connected(settings) as connections:
             programme_id = await _programme_id(connections, programme)
+            matching = await _matching_streams(connections.client, programme_id, query)
             async with _store(connections) as store:
                 rows = await store.pool.fetch(
                     "SELECT * FROM journeys WHERE programme_id = $1 "
@@ -582,13 +623,14 @@ def status(
                     programme_id,
                     firm,
                 )
+            rows = [r for r in rows if matching is None or r["stream_id"] in matching]
             if not rows:
                 raise Failure(f"no journey for {firm or 'any firm'} in {programme_id}", 1)
             table = Table(title=f"Journeys of {programme_id}")
-            for column in ("firm", "stage", "cycle", "last event", "next deadline"):
-                table.add_column(column)
+            for column in ("firm", "stage", "cycle", "last event", "next deadline", "Web UI"):
+                table.add_column(column, overflow="fold")
+            tz = zone(rows[0]["state"]["programme"]["timezone"])
             for row in rows:
-                tz = zone(row["state"]["programme"]["timezone"])
                 last_on = row["last_event_at"].astimezone(tz).date() if row["last_event_at"] else ""
                 table.add_row(
                     row["firm_id"],
@@ -596,6 +638,7 @@ def status(
                     str(row["cycle"]),
                     f"{last_on} {row['last_event_summary'] or ''}",
                     row["next_deadline"] or "—",
+                    _ui_link(settings, connections, row["stream_id"]),
                 )
             out.print(table)
             if firm is not None:
@@ -603,6 +646,23 @@ def status(
                 out.print(f"business date: {view.business_now.astimezone(tz).date()}")
                 for refusal in view.refusals[-5:]:
                     out.print(f"refused signal: {refusal.command}: {refusal.message}")
+
+    _run(main())
+
+
+@app.command()
+def setup() -> None:
+    """Register Corridor's search attributes on the Temporal cluster (idempotent)."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with _connected(settings) as connections:
+            added = await register_search_attributes(connections.client)
+        out.print(
+            f"search attributes: {len(added)} added ({', '.join(added) or 'none'}), "
+            f"{len(search.ALL) - len(added)} already registered"
+        )
 
     _run(main())
 
@@ -626,14 +686,19 @@ def report(
     mission: Annotated[str | None, typer.Option(help="Only firms introduced there.")] = None,
     format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.TERMINAL,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    query: QueryOption = None,
 ) -> None:
-    """The bilan of a programme: how many contracts came out of it ("combien?")."""
+    """The bilan of a programme: how many contracts came out of it ("combien?").
+
+    With --query, the bilan of the journeys matching a visibility filter only.
+    """
     configure_logging("WARNING")
     settings = load_settings()
 
     async def main() -> None:
         async with _connected(settings) as connections, _store(connections) as store:
-            await _print_bilan(store, programme, mission, format, output)
+            matching = await _matching_streams(connections.client, programme, query)
+            await _print_bilan(store, programme, mission, format, output, matching)
 
     _run(main())
 
@@ -644,8 +709,13 @@ async def _print_bilan(
     mission: str | None,
     format: ReportFormat,
     output: Path | None,
+    matching: set[str] | None = None,
 ) -> None:
-    states = list((await store.journey_states(programme_id)).values())
+    states = [
+        state
+        for stream_id, state in (await store.journey_states(programme_id)).items()
+        if matching is None or stream_id in matching
+    ]
     if not states:
         raise Failure(f"no journey in programme {programme_id!r}", 1)
     programme = states[0].programme
@@ -727,7 +797,7 @@ def demo(
             client = await connect(running.temporal_address)
             await _demo(client, running, scenario, clock, month_seconds)
             return
-        async with embedded_stack(settings) as stack:
+        async with embedded_stack(settings, search_attributes=search.registrations()) as stack:
             client = await connect(stack.temporal_address)
             stop = asyncio.Event()
             worker = asyncio.create_task(run_worker(client, stack.dsn, settings.task_queue, stop))

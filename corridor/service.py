@@ -35,6 +35,7 @@ from domain.commands import (
 )
 from domain.errors import DomainError
 from domain.journey import decide
+from workflows import search
 from workflows.journey import (
     CommandResult,
     FirmJourney,
@@ -131,6 +132,15 @@ async def enroll(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=f"{command.firm.name}: journey in {command.programme.name}",
+            static_details=(
+                f"**{command.firm.name}** ({command.firm.id}), introduced at mission "
+                f"`{command.mission_id}` on {command.occurred_on} — programme "
+                f"{command.programme.name} (`{command.programme.id}`), organised by "
+                f"{command.programme.organiser}."
+            ),
+            search_attributes=search.at_start(
+                command.programme.id, command.firm.id, command.mission_id
+            ),
             memo={"firm_name": command.firm.name, "programme": command.programme.id},
         )
     except WorkflowAlreadyStartedError:

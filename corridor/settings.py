@@ -21,6 +21,8 @@ class Settings(BaseSettings):
         task_queue: Temporal task queue that the worker polls.
         temporal_port: Port of the Temporal dev server's gRPC frontend.
         temporal_ui_port: Port of the Temporal dev server's web UI.
+        ui_url: Base URL of the Temporal Web UI of a cluster, for journey links
+            (the embedded stack's is known).
     """
 
     model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="ignore")
@@ -30,6 +32,7 @@ class Settings(BaseSettings):
     task_queue: str = "corridor"
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    ui_url: str | None = None
 
 
 @functools.cache

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+
+from workflows import search
 
 
 async def connect(default_address: str = "localhost:7233") -> Client:
@@ -24,3 +31,34 @@ async def connect(default_address: str = "localhost:7233") -> Client:
     config = ClientConfigProfile.load().to_client_connect_config()
     config.setdefault("target_host", default_address)
     return await Client.connect(**config, data_converter=pydantic_data_converter)
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Register the journey's search attributes that the namespace lacks.
+
+    Args:
+        client: A client of the namespace to set up.
+
+    Returns:
+        The names added now (empty when all were registered already).
+
+    Raises:
+        RuntimeError: A name is registered with another type.
+    """
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    existing = dict(listed.custom_attributes)
+    missing: dict[str, IndexedValueType.ValueType] = {}
+    for key in search.ALL:
+        wanted = IndexedValueType.ValueType(int(key.indexed_value_type))
+        if key.name in existing:
+            if existing[key.name] != wanted:
+                raise RuntimeError(f"search attribute {key.name} exists with another type")
+            continue
+        missing[key.name] = wanted
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    return sorted(missing)

@@ -23,6 +23,7 @@ from activities.store import EventStore
 from corridor.logs import configure_logging
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
+from workflows import search
 
 if TYPE_CHECKING:
     from domain.programme import Programme
@@ -42,7 +43,12 @@ def _logging() -> None:
 
 @pytest.fixture(scope="session")
 async def temporal_server(tmp_session: Path) -> AsyncIterator[TemporalDevServer]:
-    server = TemporalDevServer(port=free_port(), headless=True, log_file=tmp_session / "t.log")
+    server = TemporalDevServer(
+        port=free_port(),
+        headless=True,
+        log_file=tmp_session / "t.log",
+        search_attributes=search.registrations(),
+    )
     await server.start()
     try:
         yield server

@@ -27,6 +27,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows import search
+
 with workflow.unsafe.imports_passed_through():
     from activities.journey import JourneyActivities, StoreEventsInput
     from domain.calendar import ProgrammeClock, local_date
@@ -155,6 +157,14 @@ _STORE_RETRY = RetryPolicy(
 )
 
 
+def _store_summary(batch: list[EventEnvelope]) -> str:
+    """E.g. "store 3 events (versions 17-19)" or "store 1 event (version 20)"."""
+    first, last = batch[0].stream_version, batch[-1].stream_version
+    if first == last:
+        return f"store 1 event (version {first})"
+    return f"store {len(batch)} events (versions {first}-{last})"
+
+
 @workflow.defn
 class FirmJourney:
     """The journey of one firm in one programme (BRIEF, "The firm's journey")."""
@@ -171,6 +181,7 @@ class FirmJourney:
         self._timeline = list(input.timeline)
         self._start_cycle = input.state.cycle if input.state else 1
         self._woken = False
+        self._search_values: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ the journey
 
@@ -231,8 +242,7 @@ class FirmJourney:
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_STORE_RETRY,
-                summary=f"store {len(batch)} event{'s' if len(batch) > 1 else ''} "
-                f"(versions {batch[0].stream_version}-{batch[-1].stream_version})",
+                summary=_store_summary(batch),
             )
         except Exception as error:
             # A conflict in the stream needs a person: fail the task (the workflow
@@ -531,6 +541,7 @@ class FirmJourney:
             f"- Events stored: {self._stored_version} of {state.stream_version}",
             "",
             "Recent events:",
+            "",
             *(
                 f"- {local_date(e.occurred_at, state.tz)} {e.summary}"
                 for e in self._timeline[-5:]
@@ -540,6 +551,28 @@ class FirmJourney:
             last = self._refusals[-1]
             lines += ["", f"Last refused signal: {last.command}: {last.message}"]
         workflow.set_current_details("\n".join(lines))
+        self._index(state, deadline)
+
+    def _index(self, state: JourneyState, deadline: Deadline | None) -> None:
+        """Keep the search attributes current (only what changed is upserted)."""
+        latest = state.evaluations.get(max(state.evaluations, default=0))
+        current = search.values(
+            programme_id=state.programme.id,
+            firm_id=state.firm.id,
+            mission_id=state.mission_id,
+            stage=state.stage.value,
+            next_deadline=deadline.at if deadline else None,
+            next_deadline_kind=deadline.kind.value if deadline else None,
+            meetings_held=state.assessment().meetings_held,
+            contracts=len(state.contracts),
+            partners=sorted({m.partner_id for m in state.meetings.values() if m.partner_id}),
+            decision=(latest.decision or "pending") if latest else None,
+            result_overdue=any(m.overdue and m.outcome is None for m in state.meetings.values()),
+        )
+        changes = search.updates(self._search_values, current)
+        if changes:
+            workflow.upsert_search_attributes(changes)
+            self._search_values = current
 
 
 __all__ = [
