@@ -626,20 +626,23 @@ def status(
             rows = [r for r in rows if matching is None or r["stream_id"] in matching]
             if not rows:
                 raise Failure(f"no journey for {firm or 'any firm'} in {programme_id}", 1)
+            links = {r["stream_id"]: _ui_link(settings, connections, r["stream_id"]) for r in rows}
+            with_links = any(links.values())
             table = Table(title=f"Journeys of {programme_id}")
-            for column in ("firm", "stage", "cycle", "last event", "next deadline", "Web UI"):
+            columns = ["firm", "stage", "cycle", "last event", "next deadline"]
+            for column in [*columns, "Web UI"] if with_links else columns:
                 table.add_column(column, overflow="fold")
             tz = zone(rows[0]["state"]["programme"]["timezone"])
             for row in rows:
                 last_on = row["last_event_at"].astimezone(tz).date() if row["last_event_at"] else ""
-                table.add_row(
+                cells = [
                     row["firm_id"],
                     row["stage"].replace("_", " "),
                     str(row["cycle"]),
                     f"{last_on} {row['last_event_summary'] or ''}",
                     row["next_deadline"] or "—",
-                    _ui_link(settings, connections, row["stream_id"]),
-                )
+                ]
+                table.add_row(*cells, *([links[row["stream_id"]]] if with_links else []))
             out.print(table)
             if firm is not None:
                 view = await service.view(connections.client, programme_id, firm)
