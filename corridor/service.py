@@ -6,6 +6,8 @@ The CLI and the demo go through these functions; they turn Temporal's errors int
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +45,9 @@ from workflows.journey import (
     JourneyView,
     journey_workflow_id,
 )
+
+_CLOSING_RETRIES = 10
+"""Attempts to send an update again while a journey continues as new."""
 
 
 class Refused(Exception):
@@ -171,20 +176,28 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
     """
     handle = journey_handle(client, programme_id, firm_id)
     update = _UPDATES[type(command)]
-    try:
-        # Not the command id as update id: Temporal would answer a repeated update id
-        # with the first answer, hiding that the journey saw a duplicate.
-        result: CommandResult = await handle.execute_update(
-            update, command, result_type=CommandResult
-        )
-        return result
-    except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        if isinstance(cause, ApplicationError):
-            raise Refused(cause.type or "Refused", cause.message) from None
-        raise Refused("Refused", str(cause)) from None
-    except RPCError as error:
-        raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
+    # Not the command id as update id: Temporal would answer a repeated update id with
+    # the first answer, hiding that the journey saw a duplicate. One id for every
+    # attempt, so a retry after "workflow is closing" is recognised by the next run.
+    update_id = str(uuid.uuid4())
+    for attempt in range(_CLOSING_RETRIES + 1):
+        try:
+            result: CommandResult = await handle.execute_update(
+                update, command, id=update_id, result_type=CommandResult
+            )
+            return result
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError):
+                raise Refused(cause.type or "Refused", cause.message) from None
+            raise Refused("Refused", str(cause)) from None
+        except RPCError as error:
+            refusal = await _journey_unavailable(handle, firm_id, programme_id, error)
+            if refusal.rule != "Unavailable" or attempt == _CLOSING_RETRIES:
+                raise refusal from None
+            # The run is continuing as new: the next run takes the update.
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def _journey_unavailable(

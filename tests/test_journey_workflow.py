@@ -28,7 +28,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.store import EventStore
 from corridor import service
@@ -109,7 +116,19 @@ async def enrol(
         continue_as_new_after=continue_as_new_after,
     )
     assert enrolment.started
-    await service.sync(client, programme.id, firm_id)
+    # Wait for the journey's first workflow task: an update that arrives in it is
+    # refused (see test_command_in_the_journeys_first_workflow_task_is_accepted).
+    deadline = monotonic.monotonic() + 10
+    while True:
+        try:
+            await service.view(client, programme.id, firm_id)
+            break
+        except Exception:
+            if monotonic.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+    stored = await service.sync(client, programme.id, firm_id)
+    assert stored is not None, "the journey did not answer sync"
     return service.journey_handle(client, programme.id, firm_id)
 
 
@@ -553,6 +572,35 @@ async def test_command_to_a_withdrawn_firm_is_refused_as_journey_over(
     assert await store.stream_version(handle.id) == version_before == 2
 
 
+async def test_command_in_the_journeys_first_workflow_task_is_accepted(
+    client: Client, store: EventStore, worker: None, task_queue: str, programme_id: str
+) -> None:
+    programme = make_programme(programme_id)
+    enrolment = EnrollFirm(
+        programme=programme,
+        firm=Firm(id="trifide", name="Groupe Trifide"),
+        mission_id="m1",
+        occurred_on=INTRO,
+    )
+    start = WithStartWorkflowOperation(
+        FirmJourney.run,
+        JourneyInput(enrollment=enrolment, clock=still_clock()),
+        id=journey_workflow_id(programme_id, "trifide"),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+
+    result = await client.execute_update_with_start_workflow(
+        FirmJourney.request_meeting,
+        RequestMeeting(meeting_id="m-1", counterpart="Apple"),
+        start_workflow_operation=start,
+    )
+
+    assert result.events == ["meeting m-1 with Apple requested"]
+    events = await stream(store, programme_id, "trifide")
+    assert [e.event.type for e in events] == ["FirmEnrolled", "MeetingRequested"]
+
+
 # ------------------------------------------------------------------------- 3. signals
 
 
@@ -617,64 +665,52 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
     kinds = Counter(e.event_type for e in history)
     assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED] == 6
     assert kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED] == 0
-    assert (await handle.describe()).status is not None
-    assert (await handle.describe()).status.name == "RUNNING"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
 
 # --------------------------------------------------------------------- 4. idempotency
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "corridor.service.send passes command_id as Temporal's update id, so the server "
-        "deduplicates the second update and replays the first result (duplicate=False, "
-        "the same events) instead of the journey answering duplicate=True"
-    ),
-)
 async def test_same_command_id_twice_is_answered_as_duplicate(
     client: Client, store: EventStore, worker: None, task_queue: str, programme_id: str
 ) -> None:
     firm = "trifide"
-    await enrol(client, task_queue, make_programme(programme_id), firm, clock=still_clock())
+    handle = await enrol(
+        client,
+        task_queue,
+        make_programme(programme_id),
+        firm,
+        clock=still_clock(),
+        continue_as_new_after=50,
+    )
+    first_run = (await handle.describe()).run_id
     command = RequestMeeting(command_id="req-apple-1", meeting_id="m-1", counterpart="Apple")
 
     first = await service.send(client, programme_id, firm, command)
     second = await service.send(client, programme_id, firm, command)
 
-    assert first.duplicate is False
+    assert (first.duplicate, first.stream_version) == (False, 2)
     assert first.events == ["meeting m-1 with Apple requested"]
+    assert (second.duplicate, second.stream_version, second.events) == (True, 2, [])
+
+    # Command ids are carried across continue-as-new.
+    for n in range(30):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await service.send(
+            client, programme_id, firm, RequestMeeting(meeting_id=f"m-x{n}", counterpart="Xerox")
+        )
+    assert (await handle.describe()).run_id != first_run
+    after = await service.send(client, programme_id, firm, command)
+    assert after.duplicate is True
+    assert after.events == []
+
     events = await stream(store, programme_id, firm)
-    requested = [e for e in events if e.event.type == "MeetingRequested"]
-    assert [(e.event.meeting_id, e.command_id) for e in requested] == [("m-1", "req-apple-1")]
     assert_consecutive(events)
-    assert second.duplicate is True
-    assert second.events == []
-
-
-async def test_same_command_id_twice_is_stored_once(
-    client: Client, store: EventStore, worker: None, task_queue: str, programme_id: str
-) -> None:
-    firm = "trifide"
-    handle = await enrol(
-        client, task_queue, make_programme(programme_id), firm, clock=still_clock()
-    )
-    command = RequestMeeting(command_id="req-apple-1", meeting_id="m-1", counterpart="Apple")
-
-    first = await service.send(client, programme_id, firm, command)
-    again = await service.send(client, programme_id, firm, command)
-    # The journey's own check, reached with a fresh Temporal update id.
-    raw = await handle.execute_update(FirmJourney.request_meeting, command)
-
-    assert first.duplicate is False
-    assert again.stream_version == first.stream_version == 2
-    assert raw.duplicate is True
-    assert raw.events == []
-    assert raw.stream_version == 2
-    events = await stream(store, programme_id, firm)
-    requested = [e for e in events if e.event.type == "MeetingRequested"]
-    assert [(e.event.meeting_id, e.command_id) for e in requested] == [("m-1", "req-apple-1")]
-    assert_consecutive(events)
+    requested = [e for e in events if e.command_id == "req-apple-1"]
+    assert [(e.event.type, getattr(e.event, "meeting_id", None)) for e in requested] == [
+        ("MeetingRequested", "m-1")
+    ]
 
 
 async def test_same_command_id_by_update_then_signal_is_recorded_once(
@@ -779,22 +815,16 @@ async def test_continue_as_new_during_a_burst_loses_nothing(
         if isinstance(result, BaseException) or result.duplicate:
             continue
         event, command_id = stored[result.stream_version]
-        assert (event.meeting_id, command_id) == (meeting_id, f"request-{meeting_id}")
+        assert (getattr(event, "meeting_id", None), command_id) == (
+            meeting_id,
+            f"request-{meeting_id}",
+        )
     assert (await handle.describe()).run_id != first_run
     view = await service.view(client, programme_id, firm)
     assert sorted(view.state.meetings) == meeting_ids
     assert view.stored_version == view.state.stream_version == 41
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "an update without command_id that a run accepted and stored can reach the next "
-        "run again across continue-as-new (Temporal dedupes update ids per run only); "
-        "FirmJourney keeps only command_ids, so the new run validates it afresh and the "
-        "caller gets MeetingRuleBroken 'already requested' for a command that was recorded"
-    ),
-)
 async def test_burst_without_command_ids_answers_every_update_across_continue_as_new(
     client: Client, store: EventStore, worker: None, task_queue: str
 ) -> None:
@@ -825,14 +855,6 @@ async def test_burst_without_command_ids_answers_every_update_across_continue_as
         assert failures == [], f"recorded once, yet the caller was told: {failures}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FirmJourney._execute lists every timeline entry from its first version on, read "
-        "after awaiting storage, so a result also lists events recorded meanwhile by "
-        "concurrent commands"
-    ),
-)
 async def test_concurrent_commands_each_answer_with_their_own_events(
     client: Client, worker: None, task_queue: str, programme_id: str
 ) -> None:

@@ -83,32 +83,6 @@ class Refusal(BaseModel):
     message: str
 
 
-class JourneyInput(BaseModel):
-    """Input of ``FirmJourney``, also what it carries across continue-as-new.
-
-    Attributes:
-        enrollment: The command that enrolled the firm.
-        clock: Maps Temporal's clock to the programme's business clock.
-        continue_as_new_after: History length after which the journey continues as new.
-        state: The journey's state (None on the first run).
-        unstored: Events not stored in the event store yet.
-        stored_version: The stream's version in the event store.
-        command_ids: Ids of commands already applied (idempotency), oldest first.
-        refusals: The latest refused signals.
-        timeline: The latest timeline entries.
-    """
-
-    enrollment: EnrollFirm
-    clock: ProgrammeClock = Field(default_factory=ProgrammeClock)
-    continue_as_new_after: int = Field(default=10_000, ge=50)
-    state: JourneyState | None = None
-    unstored: list[EventEnvelope] = Field(default_factory=list)
-    stored_version: int = 0
-    command_ids: list[str] = Field(default_factory=list)
-    refusals: list[Refusal] = Field(default_factory=list)
-    timeline: list[TimelineEntry] = Field(default_factory=list)
-
-
 class CommandResult(BaseModel):
     """Answer to a staff command sent as an update.
 
@@ -121,6 +95,34 @@ class CommandResult(BaseModel):
     duplicate: bool = False
     stream_version: int
     events: list[str] = Field(default_factory=list)
+
+
+class JourneyInput(BaseModel):
+    """Input of ``FirmJourney``, also what it carries across continue-as-new.
+
+    Attributes:
+        enrollment: The command that enrolled the firm.
+        clock: Maps Temporal's clock to the programme's business clock.
+        continue_as_new_after: History length after which the journey continues as new.
+        state: The journey's state (None on the first run).
+        unstored: Events not stored in the event store yet.
+        stored_version: The stream's version in the event store.
+        command_ids: Ids of commands already applied (idempotency), oldest first.
+        answers: Answers already given, by update id and command id.
+        refusals: The latest refused signals.
+        timeline: The latest timeline entries.
+    """
+
+    enrollment: EnrollFirm
+    clock: ProgrammeClock = Field(default_factory=ProgrammeClock)
+    continue_as_new_after: int = Field(default=10_000, ge=50)
+    state: JourneyState | None = None
+    unstored: list[EventEnvelope] = Field(default_factory=list)
+    stored_version: int = 0
+    command_ids: list[str] = Field(default_factory=list)
+    answers: dict[str, CommandResult] = Field(default_factory=dict)
+    refusals: list[Refusal] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
 
 
 class JourneyView(BaseModel):
@@ -179,20 +181,27 @@ class FirmJourney:
         self._command_ids: dict[str, None] = dict.fromkeys(input.command_ids)
         self._refusals = list(input.refusals)
         self._timeline = list(input.timeline)
+        self._answers: dict[str, CommandResult] = dict(input.answers)
         self._start_cycle = input.state.cycle if input.state else 1
         self._woken = False
         self._search_values: dict[str, Any] = {}
+        self._refused_enrollment: DomainError | None = None
+        if self._state is None:
+            # Recorded here, not in run(): updates of the first workflow task are
+            # validated before run() starts, and must find the journey begun.
+            try:
+                self._record(decide(None, input.enrollment, self._now()), input.enrollment)
+            except DomainError as error:
+                self._refused_enrollment = error
 
     # ------------------------------------------------------------------ the journey
 
     @workflow.run
     async def run(self, input: JourneyInput) -> JourneySummary:
         """Play the journey until the firm withdraws or the journey is closed."""
-        if self._state is None:
-            try:
-                self._record(decide(None, input.enrollment, self._now()), input.enrollment)
-            except DomainError as error:
-                raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
+        if self._refused_enrollment is not None:
+            error = self._refused_enrollment
+            raise ApplicationError(str(error), type=error.rule, non_retryable=True)
         while True:
             self._catch_up()
             await self._store_pending()
@@ -269,6 +278,7 @@ class FirmJourney:
             unstored=self._unstored,
             stored_version=self._stored_version,
             command_ids=list(self._command_ids)[-COMMAND_IDS_KEPT:],
+            answers=self._answers,
             refusals=self._refusals[-REFUSALS_KEPT:],
             timeline=self._timeline[-TIMELINE_KEPT:],
         )
@@ -434,7 +444,7 @@ class FirmJourney:
 
     def _validate(self, command: Command) -> None:
         """Refuse the command (before anything is written) if it breaks a rule."""
-        if command.command_id is not None and command.command_id in self._command_ids:
+        if self._seen(command):
             return
         caught_up, _ = due_events(self._journey, self._now())
         try:
@@ -442,12 +452,29 @@ class FirmJourney:
         except DomainError as error:
             raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
 
+    def _seen(self, command: Command) -> bool:
+        """True for an update already answered, or a command id already applied.
+
+        Temporal dedupes update ids within one run only: across continue-as-new it may
+        deliver an update again.
+        """
+        update = workflow.current_update_info()
+        return (update is not None and update.id in self._answers) or (
+            command.command_id is not None and command.command_id in self._command_ids
+        )
+
     async def _execute(self, command: Command) -> CommandResult:
         """Apply a validated command; return once its events are stored."""
+        update = workflow.current_update_info()
+        if update is not None and update.id in self._answers:
+            return self._answers[update.id]
         if command.command_id is not None and command.command_id in self._command_ids:
-            return CommandResult(duplicate=True, stream_version=self._stored_version)
-        first = self._journey.stream_version + 1
+            command_id = command.command_id
+            await workflow.wait_condition(lambda: command_id in self._answers)
+            known = self._answers[command_id]
+            return CommandResult(duplicate=True, stream_version=known.stream_version)
         self._catch_up()
+        first = self._journey.stream_version + 1
         try:
             events = decide(self._journey, command, self._now())
         except DomainError as error:
@@ -455,10 +482,20 @@ class FirmJourney:
         self._record(events, command)
         version = self._journey.stream_version
         await workflow.wait_condition(lambda: self._stored_version >= version)
-        return CommandResult(
+        result = CommandResult(
             stream_version=version,
-            events=[entry.summary for entry in self._timeline if entry.version >= first],
+            events=[e.summary for e in self._timeline if first <= e.version <= version],
         )
+        self._answer(result, update.id if update else None, command.command_id)
+        return result
+
+    def _answer(self, result: CommandResult, *keys: str | None) -> None:
+        """Keep a command's answer under its update id and command id (bounded)."""
+        for key in keys:
+            if key is not None:
+                self._answers[key] = result
+        while len(self._answers) > COMMAND_IDS_KEPT:
+            self._answers.pop(next(iter(self._answers)))
 
     def _signal(self, command_type: type[Command], payload: Any) -> None:
         """Apply a command sent by signal, or keep it in the refusals list."""
@@ -481,6 +518,11 @@ class FirmJourney:
             self._refuse(name, command.command_id, error.rule, str(error))
             return
         self._record(events, command)
+        version = self._journey.stream_version
+        self._answer(
+            CommandResult(stream_version=version, events=[e.summary() for e in events]),
+            command.command_id,
+        )
 
     def _refuse(self, command: str, command_id: str | None, rule: str, message: str) -> None:
         self._refusals.append(
