@@ -11,6 +11,12 @@ its standard environment configuration (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPA
 API key or TLS), PostgreSQL through ``CORRIDOR_DSN``; both default to a running
 ``corridor dev`` stack. SIGINT or SIGTERM stops it cleanly: running activities finish,
 journeys wait in Temporal for the next worker.
+
+``CORRIDOR_DSN`` should name the role ``corridor_worker``, which may append and read
+events but never change them. The schema is migrated first with ``CORRIDOR_ADMIN_DSN``
+(the schema's owner) when it is set; otherwise the worker migrates with its own DSN only
+if the schema is not current (which the worker's role may not do: it then stops and
+says so), and else just checks it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import urllib.parse
 from datetime import timedelta
 
 import structlog
@@ -25,6 +32,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.journey import JourneyActivities
+from activities.migrations import migrate_database
 from activities.store import EventStore
 from corridor.logs import configure_logging
 from corridor.settings import load_settings
@@ -53,18 +61,36 @@ def build_worker(client: Client, store: EventStore, task_queue: str) -> Worker:
     )
 
 
-async def run_worker(client: Client, dsn: str, task_queue: str, stop: asyncio.Event) -> None:
+async def run_worker(
+    client: Client,
+    dsn: str,
+    task_queue: str,
+    stop: asyncio.Event,
+    *,
+    admin_dsn: str | None = None,
+) -> None:
     """Run a worker until ``stop`` is set, then shut it down gracefully.
 
     Args:
         client: The Temporal client.
-        dsn: PostgreSQL DSN of the event store (the schema is migrated first).
+        dsn: PostgreSQL DSN of the event store, the worker's role (the schema is
+            checked first, and migrated with it when not current and no ``admin_dsn``).
         task_queue: The task queue to poll.
         stop: Set it to stop the worker.
+        admin_dsn: DSN of the schema's owner, used only to migrate the schema first.
     """
+    if admin_dsn is not None:
+        applied = await migrate_database(admin_dsn)
+        if applied:
+            log.info("worker.schema_migrated", migrations=applied)
     async with EventStore.connect(dsn) as store:
         worker = build_worker(client, store, task_queue)
-        log.info("worker.started", task_queue=task_queue, namespace=client.namespace)
+        log.info(
+            "worker.started",
+            task_queue=task_queue,
+            namespace=client.namespace,
+            database_user=urllib.parse.urlsplit(dsn).username,
+        )
         async with worker:
             await stop.wait()
         log.info("worker.stopped", task_queue=task_queue)
@@ -83,7 +109,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(client, dsn, settings.task_queue, stop)
+    await run_worker(client, dsn, settings.task_queue, stop, admin_dsn=settings.admin_dsn)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,108 @@
 """Schema of the event store and read models, created and migrated by the code.
 
 Each migration runs once, in order, inside a transaction, under an advisory lock so that
-several workers starting together do not race. Running ``migrate`` again is a no-op.
+several workers starting together do not race. Running ``migrate`` again is a no-op: when
+every migration is recorded it only reads ``schema_migrations``, so a user without the
+right to create anything (the worker's role, below) can call it to check the schema.
+
+Migration 3 creates the login role :data:`WORKER_ROLE` (if it is missing) and grants it
+what a worker needs and nothing more: it may read and append events but never update,
+delete or truncate them (the append-only trigger stays as a second line of defence);
+it may rewrite the read models, which are derived data. A migration that adds a table
+must grant the worker's role its rights on it too.
 """
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeAlias
 
+import asyncpg
+import structlog
+
 if TYPE_CHECKING:
-    import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 """A plain connection or one borrowed from a pool."""
 
-MIGRATIONS: list[tuple[int, str, str]] = [
+Step: TypeAlias = "str | Callable[[Connection], Awaitable[bool]]"
+"""A migration's body: SQL, or a coroutine that returns False when it had to skip."""
+
+log = structlog.get_logger(__name__)
+
+WORKER_ROLE = "corridor_worker"
+"""The PostgreSQL role the worker connects as: append and read events, rewrite the read
+models, read ``schema_migrations``; no DDL, no UPDATE, DELETE or TRUNCATE on events."""
+
+READ_MODELS = ("journeys", "meetings", "contracts", "return_visits")
+"""The read-model tables, rebuilt from the events (``EventStore.rebuild_read_models``)."""
+
+
+class MigrationError(RuntimeError):
+    """The schema is not current and this connection's user may not migrate it."""
+
+
+def _ident(name: str) -> str:
+    """Quote an identifier that comes from this module's constants (never from data)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def _worker_role(connection: Connection) -> bool:
+    """Create :data:`WORKER_ROLE` if missing, then grant it its rights (idempotent).
+
+    Returns:
+        False, after a warning, when the role is missing and this user may not create
+        roles (managed PostgreSQL without CREATEROLE): the migration is then not
+        recorded, and runs again at the next ``migrate``, once someone has created it.
+    """
+    role = _ident(WORKER_ROLE)
+    exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", WORKER_ROLE)
+    if not exists:
+        try:
+            async with connection.transaction():  # a savepoint: a failure leaves ours usable
+                await connection.execute(f"CREATE ROLE {role} LOGIN NOINHERIT")
+            log.info("migrations.role_created", role=WORKER_ROLE)
+        except asyncpg.DuplicateObjectError:
+            pass  # created meanwhile, by the migration of another database of the cluster
+        except asyncpg.InsufficientPrivilegeError:
+            user = await connection.fetchval("SELECT current_user")
+            log.warning(
+                "migrations.role_skipped",
+                role=WORKER_ROLE,
+                user=user,
+                reason=(
+                    f"user {user} may not create roles (no CREATEROLE): the worker's role "
+                    f"{WORKER_ROLE} was not created and has no grants. Have an administrator "
+                    f"run CREATE ROLE {WORKER_ROLE} LOGIN NOINHERIT PASSWORD '...'; the next "
+                    "migration grants it its rights. Until then the worker runs as this user."
+                ),
+            )
+            return False
+    tables = ", ".join(READ_MODELS)
+    await connection.execute(
+        f"""
+        REVOKE UPDATE, DELETE, TRUNCATE ON events FROM {role};
+        GRANT SELECT, INSERT ON events TO {role};
+        GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {tables} TO {role};
+        GRANT SELECT ON schema_migrations TO {role};
+        """
+    )
+    # The identity sequence's name, as the catalog quotes it (not needed by INSERT on
+    # PostgreSQL 10+, which draws identity values without checking; granted for clarity).
+    sequence = await connection.fetchval("SELECT pg_get_serial_sequence('events', 'position')")
+    if sequence is not None:
+        await connection.execute(f"GRANT USAGE ON SEQUENCE {sequence} TO {role}")
+    if not await connection.fetchval(
+        "SELECT has_schema_privilege($1, current_schema(), 'USAGE')", WORKER_ROLE
+    ):
+        schema = await connection.fetchval("SELECT quote_ident(current_schema())")
+        await connection.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+    return True
+
+
+MIGRATIONS: list[tuple[int, str, Step]] = [
     (
         1,
         "event store",
@@ -109,18 +196,47 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (3, "worker role", _worker_role),
 ]
+
+
+async def applied_migrations(connection: Connection) -> set[int]:
+    """The numbers of the migrations recorded in ``schema_migrations`` (none if absent)."""
+    if await connection.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        return set()
+    return {r["number"] for r in await connection.fetch("SELECT number FROM schema_migrations")}
 
 
 async def migrate(connection: Connection) -> list[int]:
     """Apply the migrations not applied yet, in order.
 
+    When the schema is current this only reads ``schema_migrations``: the worker's role
+    calls it to check the schema it is about to use.
+
     Args:
-        connection: A connection with rights to create tables.
+        connection: A connection with rights to create tables (and, for the worker's
+            role, roles) when the schema is not current.
 
     Returns:
         The numbers of the migrations applied now (empty when the schema was current).
+
+    Raises:
+        MigrationError: The schema is not current and this user may not migrate it.
     """
+    try:
+        done = await applied_migrations(connection)
+        if all(number in done for number, _, _ in MIGRATIONS):
+            return []
+        return await _apply(connection)
+    except asyncpg.InsufficientPrivilegeError as error:
+        user = await connection.fetchval("SELECT current_user")
+        raise MigrationError(
+            f"the database schema is not current and user {user} may not migrate it "
+            f"({error}); set CORRIDOR_ADMIN_DSN to the DSN of the schema's owner"
+        ) from error
+
+
+async def _apply(connection: Connection) -> list[int]:
     applied_now: list[int] = []
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock(hashtext('corridor-migrations'))")
@@ -129,13 +245,66 @@ async def migrate(connection: Connection) -> list[int]:
             " number integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["number"] for r in await connection.fetch("SELECT number FROM schema_migrations")}
-        for number, name, sql in MIGRATIONS:
+        done = await applied_migrations(connection)
+        for number, name, step in MIGRATIONS:
             if number in done:
                 continue
-            await connection.execute(sql)
+            if isinstance(step, str):
+                await connection.execute(step)
+            elif not await step(connection):
+                continue
             await connection.execute(
                 "INSERT INTO schema_migrations (number, name) VALUES ($1, $2)", number, name
             )
             applied_now.append(number)
     return applied_now
+
+
+async def migrate_database(dsn: str) -> list[int]:
+    """Connect to ``dsn`` (an administrator's: the schema's owner), migrate, disconnect.
+
+    Returns:
+        The numbers of the migrations applied now.
+
+    Raises:
+        OSError, asyncpg.PostgresError: The server cannot be reached or refuses.
+        MigrationError: This user may not migrate the schema.
+    """
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await migrate(connection)
+    finally:
+        await connection.close()
+
+
+def role_dsn(dsn: str, role: str = WORKER_ROLE, password: str | None = None) -> str:
+    """The same URL DSN (host, port, database, options) for another user.
+
+    The user and password of ``dsn`` (in its user part or its query) are dropped. The
+    embedded PostgreSQL trusts local users, so ``role_dsn(admin_dsn)`` is the worker's.
+
+    Args:
+        dsn: A URL DSN, ``postgresql://user:pass@host:port/db?options``.
+        role: The user to connect as.
+        password: Its password, if it needs one.
+
+    Raises:
+        ValueError: ``dsn`` is not a URL (``key=value`` DSNs are not supported).
+    """
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a postgresql:// DSN")
+    hostport = parts.netloc.rpartition("@")[2]
+    user = urllib.parse.quote(role, safe="")
+    if password is not None:
+        user += ":" + urllib.parse.quote(password, safe="")
+    query = [
+        (key, value)
+        for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if key not in ("user", "password")
+    ]
+    return urllib.parse.urlunsplit(
+        parts._replace(
+            netloc=f"{user}@{hostport}", query=urllib.parse.urlencode(query, safe="/")
+        )
+    )

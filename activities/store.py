@@ -6,10 +6,13 @@ they expect the stream to be at; appending event ids that are already stored is 
 error. The read models (``journeys``, ``meetings``, ``contracts``, ``return_visits``)
 are updated in the same transaction as the append, and can be rebuilt from the events.
 
-Writers take an exclusive table lock for the length of an append: positions therefore
-become visible in order, so a reader that follows ``position`` never skips an event
-whose transaction committed late (the classic gap of PostgreSQL event stores; the
-``eventsourcing`` library does the same).
+Writers take one transaction-level advisory lock (:data:`APPEND_LOCK`) for the length
+of an append: appends are serialised and positions become visible in order, so a reader
+that follows ``position`` never skips an event whose transaction committed late (the
+classic gap of PostgreSQL event stores; the ``eventsourcing`` library takes an exclusive
+table lock instead, which PostgreSQL grants only to users who may also update or delete
+rows: the worker's role may not). Every writer must therefore append through
+:meth:`EventStore.append`; a rebuild of the read models takes the same lock.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from domain.events import AnyEvent, Event, EventEnvelope
 from domain.journey import JourneyState, evolve
 
 _EVENT = TypeAdapter[Event](AnyEvent)
+
+APPEND_LOCK = "SELECT pg_advisory_xact_lock(hashtext('corridor-events-append'))"
+"""Serialises appends (and rebuilds) until the end of the transaction that takes it."""
 
 
 class ConcurrencyError(Exception):
@@ -79,11 +85,16 @@ class EventStore:
         """Open a pool on ``dsn`` (and create or migrate the schema), closed on exit.
 
         Args:
-            dsn: A PostgreSQL connection string (``postgresql://...``).
-            migrate_schema: Create or migrate the schema first (idempotent).
+            dsn: A PostgreSQL connection string (``postgresql://...``), for instance the
+                worker's role (``activities.migrations.WORKER_ROLE``).
+            migrate_schema: Create or migrate the schema first (idempotent). When the
+                schema is current this only reads ``schema_migrations``, which the
+                worker's role may do.
 
         Raises:
             OSError, asyncpg.PostgresError: The server cannot be reached or refuses.
+            MigrationError: The schema is not current and ``dsn``'s user may not
+                migrate it.
         """
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, init=_init_connection)
         try:
@@ -126,7 +137,7 @@ class EventStore:
                 )
         ids = [e.event_id for e in envelopes]
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            await connection.execute(APPEND_LOCK)
             stored = await connection.fetch(
                 "SELECT event_id, stream_id, stream_version FROM events "
                 "WHERE event_id = ANY($1::uuid[])",
@@ -210,7 +221,7 @@ class EventStore:
             The number of events replayed.
         """
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("LOCK TABLE events IN SHARE MODE")
+            await connection.execute(APPEND_LOCK)  # no append while the rows are rebuilt
             await connection.execute(
                 "TRUNCATE journeys, meetings, contracts, return_visits"
             )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import sys
@@ -29,6 +30,7 @@ from rich.text import Text
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.migrations import MigrationError, migrate_database
 from activities.store import EventStore
 from corridor import render, service
 from corridor.demo import ClockMode, play
@@ -577,12 +579,19 @@ QueryOption = Annotated[
 ]
 
 
+_IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+"""A programme id (``domain.programme.Identifier``): safe inside a quoted query string."""
+
+
 async def _matching_streams(
     client: Client, programme_id: str, query: str | None
 ) -> set[str] | None:
     """Workflow ids of the programme's journeys matching a visibility filter."""
     if query is None:
         return None
+    # Visibility queries take no parameters: only a well-formed id goes into the string.
+    if not _IDENTIFIER.fullmatch(programme_id):
+        raise Failure(f"invalid programme id {programme_id!r}", 2)
     full = f"{search.PROGRAMME.name} = '{programme_id}' AND ({query})"
     try:
         return {execution.id async for execution in client.list_workflows(full)}
@@ -761,6 +770,32 @@ def rebuild() -> None:
         async with _connected(settings) as connections, _store(connections) as store:
             count = await store.rebuild_read_models()
         out.print(f"read models rebuilt from {count} events")
+
+    _run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Migrate the PostgreSQL schema and create the worker's role (idempotent).
+
+    Connects with CORRIDOR_ADMIN_DSN (the schema owner's DSN), else with CORRIDOR_DSN.
+    Workers given CORRIDOR_ADMIN_DSN do this themselves when they start.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        dsn = settings.admin_dsn or settings.dsn
+        if dsn is None:
+            raise Failure("set CORRIDOR_ADMIN_DSN to the DSN of the schema's owner", 2)
+        try:
+            applied = await migrate_database(dsn)
+        except OSError as error:
+            raise Failure(f"cannot reach PostgreSQL ({error})", 3) from None
+        except MigrationError as error:
+            raise Failure(str(error), 1) from None
+        done = ", ".join(str(number) for number in applied)
+        out.print(f"migrations applied: {done}" if applied else "the schema is current")
 
     _run(main())
 

@@ -3,14 +3,90 @@
 A console renderer on a terminal, JSON lines otherwise. The standard library's loggers
 (Temporal's, including the replay-safe ``workflow.logger``) go through the same
 renderer. Contact details are never logged: log ids, not people.
+
+As a safety net, :func:`redact_secrets` runs on every line just before it is rendered:
+it masks the password of DSNs and URLs (``postgresql://user:***@host/db``,
+``password=***``), the values of keys that name secrets, and e-mail addresses.
+Exceptions are rendered as plain tracebacks and redacted too (never with local
+variables, which may hold DSNs or contact details).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
+
+MASK = "***"
+
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:)[^\s@/]*(?=@)")
+"""``scheme://user:PASSWORD@`` (the password ends at the ``@`` before the host)."""
+
+_KEY_PASSWORD = re.compile(
+    r"(?P<head>\b(?:password|passwd|pgpassword|api[_-]?key|secret|token)\s*[=:]\s*)"
+    r"(?:'[^']*'|\"[^\"]*\"|[^\s&;,'\"]+)",
+    re.IGNORECASE,
+)
+"""``password=...`` in key=value DSNs and URL queries, and alike."""
+
+_EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,}\b")
+"""An e-mail address (``jane.doe@example.com``)."""
+
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|api_?key|authorization", re.IGNORECASE)
+"""Event-dict keys whose values are masked whole."""
+
+
+def _redact_email(match: re.Match[str]) -> str:
+    start = match.start()
+    if match.string[max(0, start - 2) : start] == "//":
+        return match.group()  # ``scheme://user@host``: a user name, not an address
+    return "[e-mail]"
+
+
+def redact_text(text: str) -> str:
+    """Mask passwords in DSNs and URLs, ``password=...`` values and e-mail addresses."""
+    text = _URL_PASSWORD.sub(rf"\g<head>{MASK}", text)
+    text = _KEY_PASSWORD.sub(rf"\g<head>{MASK}", text)
+    return _EMAIL.sub(_redact_email, text)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _redact_item(key, item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact(item) for item in value]
+    text = str(value)
+    redacted = redact_text(text)
+    return value if redacted == text else redacted  # objects are rendered as they are
+
+
+def _redact_item(key: object, value: Any) -> Any:
+    if isinstance(key, str) and _SECRET_KEY.search(key) and value is not None:
+        return MASK
+    return _redact(value)
+
+
+def redact_secrets(
+    logger: Any, method_name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A structlog processor: redact every value of the event (see :func:`redact_text`).
+
+    Values of keys that name a secret (``password``, ``token``, ``api_key``, ...) are
+    masked whole. Exceptions (``exc_info``) are first formatted as plain tracebacks.
+    """
+    if event_dict.get("exc_info"):
+        event_dict = structlog.processors.format_exc_info(logger, method_name, event_dict)
+    else:
+        event_dict.pop("exc_info", None)
+    return {key: _redact_item(key, value) for key, value in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
@@ -31,7 +107,9 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -43,7 +121,11 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact_secrets,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

@@ -2,20 +2,27 @@
 
 Every file is validated whole before anything is sent: each problem is reported with
 its row (as a spreadsheet numbers it: the header is row 1), its column and the value.
-CSV files may come from a spreadsheet: a UTF-8 byte-order mark, ``;`` or tab
-delimiters are accepted.
+CSV files may come from a spreadsheet, French ones included: UTF-8 with or without a
+byte-order mark (or UTF-16 with one), ``,``, ``;`` or tab delimiters, empty columns past
+the table, amounts with a decimal comma and spaces (non-breaking or narrow ones too)
+between thousands. Problems are worded for a spreadsheet user, not in Python's terms.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
 import hashlib
 import io
+import re
 import tomllib
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,13 +128,75 @@ def load_programme(path: Path) -> Programme:
 
 # ----------------------------------------------------------------------------- CSV
 
+# A cell may be long in the file (it is then reported as too long, with its column):
+# the csv module's own limit (128 KB) would stop the reading without saying where.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_FILE_BYTES))
+
+_DELIMITERS = {",": "','", ";": "';'", "\t": "a tab"}
+
+
+def _column_letter(index: int) -> str:
+    """The spreadsheet letter of a 0-based column index (0: A, 26: AA)."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def _decode(source: str, data: bytes) -> str:
+    """Decode a file as UTF-8 (with or without BOM) or UTF-16 with its BOM.
+
+    Raises:
+        InputError: Neither; the error names the row of the first bad byte.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(
+                [RowError(source, None, None, None, "not valid UTF-16 text")]
+            ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        row = data[: error.start].count(b"\n") + 1
+        message = (
+            f"not UTF-8 text (byte 0x{data[error.start]:02x}); save it as "
+            '"CSV UTF-8" (in French: "CSV UTF-8 (délimité par des virgules)")'
+        )
+        raise InputError([RowError(source, row, None, None, message)]) from None
+
+
+def _delimiter(header_line: str) -> str:
+    """The delimiter a header line uses: the most frequent of ``,``, ``;`` and tab."""
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    best = max(counts.values())
+    return next((d for d, n in counts.items() if n == best), ",") if best else ","
+
+
+def _csv_problem(error: csv.Error) -> str:
+    """A csv module error in a spreadsheet user's words."""
+    text = str(error)
+    if "unexpected end of data" in text:
+        return 'a quote (") opened on this row is never closed'
+    if "expected after" in text:
+        return 'a quoted cell goes on after its closing quote (inside quotes, write a quote as "")'
+    return f"cannot be read as CSV ({text})"
+
 
 def _read_csv(path: Path, columns: Sequence[str], required: set[str]) -> list[dict[str, str]]:
     """Read a CSV file into rows keyed by column, checking its header.
 
+    The delimiter is the header's (``,``, ``;`` or tab). Columns without a name (empty
+    header cells, as spreadsheets export past the table's last column) are ignored
+    when they hold nothing.
+
     Raises:
-        InputError: The file is missing, too large, not UTF-8, or its header lacks a
-            required column or has an unknown one.
+        InputError: The file is missing, too large, not text, or badly formed: a
+            header without a required column or with an unknown or repeated one, a row
+            whose cells do not match the header, a NUL character.
     """
     source = path.name
     try:
@@ -136,54 +205,93 @@ def _read_csv(path: Path, columns: Sequence[str], required: set[str]) -> list[di
         raise InputError([RowError(source, None, None, None, "file not found")]) from None
     if len(data) > MAX_FILE_BYTES:
         raise InputError([RowError(source, None, None, None, "file larger than 20 MB")])
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(
-            [RowError(source, None, None, None, f"not UTF-8 text (byte {error.start})")]
-        ) from None
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise InputError([RowError(source, line, None, None, "contains a NUL character")])
+    text = _decode(source, data)
     if not text.strip():
         raise InputError([RowError(source, None, None, None, "file is empty")])
+    delimiter = _delimiter(text.splitlines()[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-            text.split("\n", 1)[0], delimiters=",;\t"
-        )
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    header = [h.strip() for h in next(reader)]
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as error:
+        raise InputError([RowError(source, 1, None, None, _csv_problem(error))]) from None
     errors = [
         RowError(source, 1, c, None, "required column is missing")
         for c in columns
         if c in required and c not in header
     ]
     expected = ", ".join(columns)
-    errors += [
-        RowError(source, 1, h or "(empty)", None, f"unknown column (expected: {expected})")
-        for h in header
-        if h not in columns
-    ]
-    if errors:
-        raise InputError(errors)
-    rows: list[dict[str, str]] = []
-    for number, cells in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in cells):
+    seen: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if "\x00" in name:
+            column = _column_letter(index)
+            errors.append(RowError(source, 1, column, name, "contains a NUL character"))
             continue
-        if len(cells) != len(header):
+        if not name:
+            continue
+        if name not in columns:
+            close = difflib.get_close_matches(name.lower(), columns, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            errors.append(
+                RowError(source, 1, name, None, f"unknown column ({hint}expected: {expected})")
+            )
+        elif name in seen:
             errors.append(
                 RowError(
                     source,
-                    number,
+                    1,
+                    name,
                     None,
-                    None,
-                    f"has {len(cells)} cells, the header has {len(header)}",
+                    f"column appears twice (columns {_column_letter(seen[name])} "
+                    f"and {_column_letter(index)})",
                 )
             )
+        seen.setdefault(name, index)
+    if errors:
+        raise InputError(errors)
+    rows: list[dict[str, str]] = []
+    number = 1
+    while True:
+        number += 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            errors.append(RowError(source, number, None, None, _csv_problem(error)))
+            break
+        if not any(cell.strip() for cell in cells):
             continue
-        row = {h: c.replace("\u00a0", " ").strip() for h, c in zip(header, cells, strict=True)}
+        if len(cells) != len(header):
+            message = f"has {len(cells)} cell{'s' if len(cells) != 1 else ''}, the header has "
+            message += f"{len(header)}"
+            others = [d for d in _DELIMITERS if d != delimiter and d in cells[0]]
+            if len(cells) == 1 and others:
+                message += (
+                    f" (the header is separated by {_DELIMITERS[delimiter]}, "
+                    f"this row by {_DELIMITERS[others[0]]})"
+                )
+            elif len(cells) > len(header):
+                message += f" (a cell holding {_DELIMITERS[delimiter]} must be in quotes)"
+            errors.append(RowError(source, number, None, None, message))
+            continue
+        row: dict[str, str] = {}
+        for index, (name, cell) in enumerate(zip(header, cells, strict=True)):
+            value = cell.replace("\u00a0", " ").strip()
+            if "\x00" in value:
+                column = name or _column_letter(index)
+                errors.append(RowError(source, number, column, value, "contains a NUL character"))
+            elif not name and value:
+                errors.append(
+                    RowError(
+                        source,
+                        number,
+                        _column_letter(index),
+                        value,
+                        "cell under a header cell left empty (name the column or clear it)",
+                    )
+                )
+            elif name:
+                row[name] = value
         row["__row__"] = str(number)
         rows.append(row)
     if errors:
@@ -192,6 +300,7 @@ def _read_csv(path: Path, columns: Sequence[str], required: set[str]) -> list[di
 
 
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 
 class _RowReader:
@@ -204,7 +313,7 @@ class _RowReader:
         self.errors = errors
 
     def fail(self, column: str | None, message: str) -> None:
-        value = self.row.get(column) if column else None
+        value = (self.row.get(column) or None) if column else None
         self.errors.append(RowError(self.source, self.number, column, value, message))
 
     def text(self, column: str, *, required: bool = True) -> str | None:
@@ -231,10 +340,29 @@ class _RowReader:
             self.fail(column, f"is not {what}" + (f": {detail}" if detail else ""))
             return None
 
+    def choice(self, column: str, choices: type[E]) -> E | None:
+        """The cell as one of an enumeration's values (written exactly as listed)."""
+        value = self.text(column)
+        if value is None:
+            return None
+        try:
+            return choices(value)
+        except ValueError:
+            self.fail(column, f"is not one of {', '.join(c.value for c in choices)}")
+            return None
+
     def unused(self, columns: Sequence[str]) -> None:
         for column in columns:
             if self.row.get(column):
                 self.fail(column, f"is not used by action {self.row.get('action')!r}")
+
+
+_DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TIMESTAMP_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+)
+_OFFSET = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})")
+_TIMESTAMP_EXAMPLE = "2014-11-19T10:00:00-08:00"
 
 
 def parse_date(value: str) -> date:
@@ -243,8 +371,8 @@ def parse_date(value: str) -> date:
     Raises:
         ValueError: The value is not a real calendar date in that form.
     """
-    if len(value) != 10:
-        raise ValueError("expected YYYY-MM-DD")
+    if not _DATE_SHAPE.fullmatch(value):
+        raise ValueError("write dates as YYYY-MM-DD, e.g. 2013-09-17")
     return date.fromisoformat(value)
 
 
@@ -254,43 +382,105 @@ def parse_aware_datetime(value: str) -> datetime:
     Raises:
         ValueError: The value is not a timestamp, or has no UTC offset.
     """
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("no UTC offset (write e.g. 2014-11-19T10:00:00-08:00)")
+    shape = _TIMESTAMP_SHAPE.match(value)
+    if shape is None:
+        raise ValueError(f"write a date and time with its UTC offset, e.g. {_TIMESTAMP_EXAMPLE}")
+    rest = value[shape.end() :]
+    if not rest:
+        raise ValueError(f"no UTC offset (write e.g. {_TIMESTAMP_EXAMPLE})")
+    if not _OFFSET.fullmatch(rest):
+        raise ValueError(f"{rest.strip()!r} is not a UTC offset (write e.g. {_TIMESTAMP_EXAMPLE})")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as error:
+        if "offset" in str(error):
+            raise ValueError(f"UTC offset {rest} is out of range (from -23:59 to +23:59)") from None
+        raise
+    if parsed.tzinfo is None:  # pragma: no cover - the offset's shape was checked
+        raise ValueError(f"no UTC offset (write e.g. {_TIMESTAMP_EXAMPLE})")
     return parsed
 
 
+_AMOUNT = re.compile(r"[+-]?(?P<units>[0-9]+)(?:[.,](?P<decimals>[0-9]+))?")
+_GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?: [0-9]{3})+(?:[.,][0-9]+)?")
+_CURRENCY_SIGNS = "$€£¥"
+
+
 def parse_amount(value: str) -> Decimal:
-    """Parse a decimal amount written with a dot or a comma, spaces between thousands.
+    """Parse a decimal amount as spreadsheets write it.
+
+    Accepted: ``180000.50``, ``180000,50`` (decimal comma), and spaces between
+    thousands (ordinary, non-breaking, narrow no-break or thin: ``1 250 000,00``).
+    Refused: both a comma and a dot, a comma before exactly three digits (``180,000``:
+    thousands or decimals?), scientific notation, currency signs.
 
     Raises:
-        ValueError: The value is not a finite decimal number.
+        ValueError: The value is not such an amount (the message says why).
     """
-    cleaned = value.replace(" ", "").replace("\u202f", "")
-    if "," in cleaned and "." in cleaned:
-        raise ValueError("use one decimal separator, no thousands separators")
-    cleaned = cleaned.replace(",", ".")
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError("not a decimal number") from None
-    if not amount.is_finite():
-        raise ValueError("not a finite number")
-    return amount
+    spaced = "".join(" " if unicodedata.category(c) == "Zs" else c for c in value.strip())
+    if any(sign in spaced for sign in _CURRENCY_SIGNS):
+        raise ValueError("write the amount without a currency sign (the currency has its column)")
+    if "," in spaced and "." in spaced:
+        raise ValueError(
+            "has both a comma and a dot: write 1250000.00 or 1 250 000,00 "
+            "(spaces between thousands, one decimal separator)"
+        )
+    if re.fullmatch(r"[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+", spaced):
+        raise ValueError(
+            "scientific notation may have lost digits: format the column as a number "
+            "before exporting"
+        )
+    if " " in spaced and not _GROUPED.fullmatch(spaced):
+        raise ValueError("spaces may only separate groups of three digits (1 250 000,00)")
+    cleaned = spaced.replace(" ", "")
+    match = _AMOUNT.fullmatch(cleaned)
+    if match is None:
+        raise ValueError("not a number (write e.g. 180000.50 or 180 000,50)")
+    decimals = match["decimals"]
+    if "," in cleaned and decimals is not None and len(decimals) == 3 and match["units"] != "0":
+        units = match["units"]
+        raise ValueError(
+            f"ambiguous comma: {units}{decimals} (thousands) or {units}.{decimals} (decimals)? "
+            "Write it without thousands separators"
+        )
+    return Decimal(cleaned.replace(",", "."))
 
 
 M = TypeVar("M", bound=BaseModel)
 
+_FIELD_COLUMNS = {"id": "firm_id", "name": "firm_name", "meeting_ids": "meeting_id"}
+"""Model fields whose column has another name."""
+
+
+def _plain(error: Mapping[str, Any]) -> str:
+    """A pydantic error in a spreadsheet user's words."""
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        return (
+            "is not an id: use lower-case letters a-z, digits, '.', '_' or '-' "
+            "(no spaces or accents, at most 63 characters)"
+        )
+    if kind == "string_too_long":
+        return f"longer than {context.get('max_length')} characters"
+    if kind in ("string_too_short", "missing"):
+        return "is required"
+    return str(error["msg"]).removeprefix("Value error, ")
+
 
 def _model(reader: _RowReader, column: str | None, model: type[M], **fields: Any) -> M | None:
-    """Build ``model`` from ``fields``, turning validation errors into row errors."""
+    """Build ``model`` from ``fields``, turning validation errors into row errors.
+
+    Each error is reported in ``column`` if given, else in the column of the field it
+    concerns (``meeting_ids`` in ``meeting_id``, a firm's ``id`` in ``firm_id``, ...).
+    """
     try:
         return model.model_validate(fields)
     except ValidationError as error:
         for e in error.errors():
-            loc = [str(p) for p in e["loc"]]
-            message = e["msg"].removeprefix("Value error, ")
-            reader.fail(column or (loc[-1] if loc else None), message)
+            names = [p for p in e["loc"] if isinstance(p, str)]
+            where = names[0] if names else None
+            reader.fail(column or (_FIELD_COLUMNS.get(where, where) if where else None), _plain(e))
         return None
 
 
@@ -465,11 +655,10 @@ def _journal_command(reader: _RowReader, action: str, cid: str) -> StaffCommand 
                 "scheduled_at": reader.parsed("scheduled_at", parse_aware_datetime, "a timestamp"),
             }
         case "meeting_held":
-            outcomes = ", ".join(o.value for o in Outcome)
             model = RecordMeetingResult
             fields |= {
                 "meeting_id": reader.text("meeting_id"),
-                "outcome": reader.parsed("outcome", Outcome, f"one of {outcomes}"),
+                "outcome": reader.choice("outcome", Outcome),
                 "notes": notes,
             }
         case "contract_signed":
@@ -478,6 +667,7 @@ def _journal_command(reader: _RowReader, action: str, cid: str) -> StaffCommand 
             amount = reader.parsed("amount", parse_amount, "an amount")
             currency = reader.text("currency")
             if currency is not None:
+                currency = currency.upper()
                 try:
                     currency_exponent(currency)
                 except ValueError as error:
@@ -505,7 +695,7 @@ def _journal_command(reader: _RowReader, action: str, cid: str) -> StaffCommand 
         case "evaluation_decided":
             model = DecideEvaluation
             fields |= {
-                "decision": reader.parsed("decision", Decision, "renew or close"),
+                "decision": reader.choice("decision", Decision),
                 "notes": notes,
             }
         case _:

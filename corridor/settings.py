@@ -17,7 +17,12 @@ class Settings(BaseSettings):
     Attributes:
         data_dir: Directory where the embedded stack keeps its state (PostgreSQL data,
             the Temporal SQLite file, logs and ``stack.json``).
-        dsn: PostgreSQL DSN. When ``None``, the embedded PostgreSQL server is used.
+        dsn: PostgreSQL DSN of the worker (and of the CLI's reads): the role
+            ``corridor_worker`` that the migrations create. When ``None``, the embedded
+            PostgreSQL server is used.
+        admin_dsn: PostgreSQL DSN of the schema's owner, used only to migrate the
+            schema (and create the worker's role) before the worker starts. When
+            ``None``, the worker migrates with ``dsn`` if the schema is not current.
         task_queue: Temporal task queue that the worker polls.
         temporal_port: Port of the Temporal dev server's gRPC frontend.
         temporal_ui_port: Port of the Temporal dev server's web UI.
@@ -29,6 +34,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".corridor")
     dsn: str | None = None
+    admin_dsn: str | None = None
     task_queue: str = "corridor"
     temporal_port: int = 7233
     temporal_ui_port: int = 8233

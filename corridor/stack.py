@@ -43,6 +43,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.migrations import MigrationError, migrate_database, role_dsn
 from corridor.settings import Settings
 
 __all__ = [
@@ -77,7 +78,8 @@ class StackInfo(BaseModel):
     Attributes:
         temporal_address: ``host:port`` of the Temporal gRPC frontend.
         ui_url: URL of the Temporal web UI, or ``None`` when the server is headless.
-        dsn: PostgreSQL DSN usable by ``asyncpg.connect``.
+        dsn: PostgreSQL DSN usable by ``asyncpg.connect``: the worker's (for the
+            embedded server, the role ``corridor_worker``; never the administrator's).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -763,6 +765,16 @@ async def _reap_stale_stack(data_dir: Path, db_file: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+async def _migrate(admin_dsn: str) -> None:
+    """Migrate the schema (and create the worker's role) as the administrator."""
+    try:
+        applied = await migrate_database(admin_dsn)
+    except (OSError, asyncpg.PostgresError, MigrationError) as err:
+        raise StackError(f"Could not migrate the Corridor schema: {err}") from err
+    if applied:
+        log.info("postgres.migrated", migrations=applied)
+
+
 @contextlib.asynccontextmanager
 async def embedded_stack(
     settings: Settings,
@@ -774,8 +786,11 @@ async def embedded_stack(
 
     PostgreSQL keeps its data in ``<data_dir>/postgres`` (skipped when
     ``settings.dsn`` is set, which is then used as is) and Temporal in
-    ``<data_dir>/temporal.db`` (its log goes to ``<data_dir>/temporal.log``). While
-    the context is open, ``<data_dir>/stack.json`` describes the stack for
+    ``<data_dir>/temporal.db`` (its log goes to ``<data_dir>/temporal.log``). The
+    schema is migrated with an administrator's DSN (the embedded server's superuser,
+    or ``settings.admin_dsn``; without one the worker checks or migrates it itself), and
+    the stack's DSN is the worker's: role ``corridor_worker`` on the embedded server.
+    While the context is open, ``<data_dir>/stack.json`` describes the stack for
     :func:`read_stack_file`. Both servers are stopped, and the file removed, on exit,
     including on exceptions and cancellation.
 
@@ -796,12 +811,16 @@ async def embedded_stack(
     db_file = data_dir / "temporal.db"
     await _reap_stale_stack(data_dir, db_file)
     async with contextlib.AsyncExitStack() as stack:
+        admin_dsn: str | None
         if settings.dsn is None:
             postgres = EmbeddedPostgres(data_dir / "postgres")
             stack.push_async_callback(postgres.stop)
-            dsn = await postgres.start()
+            admin_dsn = await postgres.start()
+            dsn = role_dsn(admin_dsn)  # trust authentication on the local socket
         else:
-            dsn = settings.dsn
+            admin_dsn, dsn = settings.admin_dsn, settings.dsn
+        if admin_dsn is not None:
+            await _migrate(admin_dsn)
         temporal = TemporalDevServer(
             db_file=db_file,
             port=settings.temporal_port,

@@ -1,0 +1,126 @@
+"""Run every fault scenario and write its figures to RELIABILITY.md.
+
+.venv/bin/python -m reliability            # the full set (a few minutes)
+.venv/bin/python -m reliability --quick    # the CI subset
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from corridor.logs import configure_logging
+from reliability.scenarios import (
+    Outcome,
+    appends_out_of_order,
+    burst_during_continue_as_new,
+    postgres_stopped,
+    temporal_restarted,
+    worker_killed,
+)
+
+REPORT = Path(__file__).resolve().parent.parent / "RELIABILITY.md"
+BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
+console = Console(stderr=True, markup=False, highlight=False)
+
+Scenario = Callable[[Callable[[str], None]], Coroutine[Any, Any, Outcome]]
+
+
+def plan(quick: bool) -> list[tuple[str, Scenario]]:
+    """The scenarios, full size or the CI subset."""
+    if quick:
+        return [
+            ("worker", lambda p: worker_killed(8, p)),
+            ("postgres", lambda p: postgres_stopped(6, p, outage=8.0)),
+            ("temporal", lambda p: temporal_restarted(6, p)),
+            ("burst", lambda p: burst_during_continue_as_new(40, p, bursts=2)),
+            ("appends", lambda p: appends_out_of_order(20, p)),
+        ]
+    return [
+        ("worker", lambda p: worker_killed(50, p)),
+        ("postgres", lambda p: postgres_stopped(20, p, outage=30.0)),
+        ("temporal", lambda p: temporal_restarted(20, p)),
+        ("burst", lambda p: burst_during_continue_as_new(80, p, bursts=3)),
+        ("appends", lambda p: appends_out_of_order(50, p)),
+    ]
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The figures as a Markdown table."""
+    lines = [
+        "| scenario | faults injected | journeys completed | events expected | events found "
+        "| duplicates | losses | version gaps | driver retries | seconds | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for o in outcomes:
+        lines.append(
+            f"| {o.scenario} | {o.faults} | {o.journeys_completed} of {o.journeys} "
+            f"| {o.events_expected} | {o.events_found} | {o.duplicates} | {o.losses} "
+            f"| {o.gaps} | {o.retries} | {o.seconds:.0f} | {'pass' if o.passed else 'FAIL'} |"
+        )
+    notes = [f"- {o.scenario}: {note}" for o in outcomes for note in o.notes]
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def write_report(outcomes: list[Outcome], quick: bool) -> None:
+    """Replace the figures between the markers of RELIABILITY.md."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = (
+        f"{BEGIN}\nMeasured {stamp} with `python -m reliability{' --quick' if quick else ''}`"
+        f" on this machine.\n\n{table(outcomes)}\n{END}"
+    )
+    text = REPORT.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+    REPORT.write_text(pattern.sub(lambda _m: block, text), encoding="utf-8")
+
+
+def main(
+    quick: Annotated[bool, typer.Option(help="The shorter CI subset.")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these: worker, postgres, ...")
+    ] = None,
+    write: Annotated[bool, typer.Option(help="Write the figures to RELIABILITY.md.")] = True,
+) -> None:
+    """Inject faults on real servers and count what was lost or written twice."""
+    configure_logging("ERROR", json=False)
+    outcomes: list[Outcome] = []
+    for name, scenario in plan(quick):
+        if only and name not in only:
+            continue
+        console.print(f"== {name}")
+        outcome = asyncio.run(scenario(lambda text: console.print(f"   {text}")))
+        for note in outcome.notes:
+            console.print(f"   note: {note}")
+        console.print(f"   {'pass' if outcome.passed else 'FAIL'} in {outcome.seconds:.0f} s")
+        outcomes.append(outcome)
+    result = Table(title="Fault scenarios")
+    for column in ("scenario", "faults", "completed", "expected", "found", "dup", "lost", "ok"):
+        result.add_column(column)
+    for o in outcomes:
+        result.add_row(
+            o.scenario,
+            str(o.faults),
+            f"{o.journeys_completed}/{o.journeys}",
+            str(o.events_expected),
+            str(o.events_found),
+            str(o.duplicates),
+            str(o.losses),
+            "pass" if o.passed else "FAIL",
+        )
+    Console().print(result)
+    if write and not only:
+        write_report(outcomes, quick)
+    if not all(o.passed for o in outcomes):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,518 @@
+"""Fault scenarios: faults injected on real servers, outcomes counted.
+
+Each scenario starts its own servers (loopback only), plays a workload, injects its
+fault, and compares what the event store holds with what the domain says it must hold.
+Every scenario is bounded in time and stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.store import EventStore
+from corridor import service
+from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from domain.commands import Command, RequestMeeting
+from domain.events import EventEnvelope
+from domain.journey import decide, evolve
+from reliability import workload
+from worker import build_worker
+from workflows import search
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Outcome:
+    """The figures of one scenario run (one row of RELIABILITY.md)."""
+
+    scenario: str
+    faults: int = 0
+    journeys: int = 0
+    journeys_completed: int = 0
+    events_expected: int = 0
+    events_found: int = 0
+    duplicates: int = 0
+    losses: int = 0
+    gaps: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """No loss, no duplicate, no gap, every journey where it should be."""
+        return (
+            self.duplicates == 0
+            and self.losses == 0
+            and self.gaps == 0
+            and self.journeys_completed == self.journeys
+            and self.events_found == self.events_expected
+        )
+
+
+Progress = Callable[[str], None]
+
+
+@asynccontextmanager
+async def servers(
+    work: Path, *, temporal_db: bool = False
+) -> AsyncIterator[tuple[TemporalDevServer, EmbeddedPostgres, str]]:
+    """A Temporal dev server (time skipping on) and an embedded PostgreSQL."""
+    temporal = TemporalDevServer(
+        port=free_port(),
+        headless=True,
+        db_file=work / "temporal.db" if temporal_db else None,
+        log_file=work / "temporal.log",
+        search_attributes=search.registrations(),
+    )
+    postgres = EmbeddedPostgres()
+    dsn = await postgres.start()
+    try:
+        await temporal.start()
+        try:
+            yield temporal, postgres, dsn
+        finally:
+            await temporal.stop()
+    finally:
+        await postgres.stop()
+
+
+async def _connect(temporal: TemporalDevServer) -> Client:
+    return await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+
+
+async def check_streams(
+    store: EventStore, prog_id: str, numbers: range, outcome: Outcome
+) -> None:
+    """Compare every stream with the domain's expected events; count the differences."""
+    prog = workload.programme(prog_id)
+    for number in numbers:
+        expected, final = workload.expected_stream(prog, number)
+        stream_id = f"journey/{prog_id}/{workload.firm_id(number)}"
+        rows = await store.pool.fetch(
+            "SELECT event_id, event_type, stream_version FROM events WHERE stream_id = $1 "
+            "ORDER BY stream_version",
+            stream_id,
+        )
+        found = [r["event_type"] for r in rows]
+        versions = [r["stream_version"] for r in rows]
+        outcome.events_expected += len(expected)
+        outcome.events_found += len(found)
+        outcome.duplicates += len(rows) - len({r["event_id"] for r in rows})
+        outcome.gaps += sum(1 for i, v in enumerate(versions, start=1) if v != i)
+        if found != expected:
+            missing = len(expected) - len(found)
+            outcome.losses += max(missing, 0)
+            if missing <= 0:
+                outcome.notes.append(f"{stream_id}: events differ from the domain's")
+        states = await store.journey_states(prog_id, workload.firm_id(number))
+        state = states.get(stream_id)
+        if state is not None and state.stage == final.stage and (
+            state.stream_version == len(expected)
+        ):
+            outcome.journeys_completed += 1
+
+
+# --------------------------------------------------------------- worker killed
+
+
+class WorkerProcess:
+    """``python worker.py`` as a child process, to be killed with SIGKILL."""
+
+    def __init__(self, temporal: TemporalDevServer, dsn: str, task_queue: str, log: Path):
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CORRIDOR_"))},
+            "TEMPORAL_ADDRESS": temporal.address,
+            "CORRIDOR_DSN": dsn,
+            "CORRIDOR_TASK_QUEUE": task_queue,
+            "CORRIDOR_DATA_DIR": str(log.parent / "no-stack"),
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the worker process (its output goes to the log file)."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py")],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL it: no cleanup, no graceful shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        """Stop it cleanly (SIGTERM), killing it after 15 s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+async def worker_killed(journeys: int, progress: Progress, seed: int = 7) -> Outcome:
+    """The worker is SIGKILLed at random moments while journeys play a full cycle."""
+    outcome = Outcome("worker killed with SIGKILL, restarted", journeys=journeys)
+    rng = random.Random(seed)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        work = Path(tmp)
+        async with servers(work) as (temporal, _postgres, dsn):
+            client = await _connect(temporal)
+            task_queue = f"faults-{uuid.uuid4()}"
+            async with EventStore.connect(dsn) as store:  # migrates the schema
+                prog = workload.programme(f"kill-{uuid.uuid4().hex[:6]}")
+                worker = WorkerProcess(temporal, dsn, task_queue, work / "worker.log")
+                worker.start()
+                counters = workload.Counters()
+                done = asyncio.Event()
+
+                async def killer() -> None:
+                    while not done.is_set():
+                        await asyncio.sleep(rng.uniform(1.0, 4.0))
+                        if done.is_set():
+                            break
+                        worker.kill()
+                        outcome.faults += 1
+                        progress(f"worker killed ({outcome.faults})")
+                        await asyncio.sleep(rng.uniform(0.2, 1.5))
+                        worker.start()
+
+                killing = asyncio.create_task(killer())
+                try:
+                    await asyncio.gather(
+                        *(
+                            workload.play_firm(
+                                client, prog, n, task_queue=task_queue, counters=counters
+                            )
+                            for n in range(journeys)
+                        )
+                    )
+                finally:
+                    done.set()
+                    await killing
+                    worker.stop()
+                outcome.retries = counters.retries
+                await check_streams(store, prog.id, range(journeys), outcome)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+# ---------------------------------------------------------- PostgreSQL stopped
+
+
+async def postgres_stopped(journeys: int, progress: Progress, outage: float = 30.0) -> Outcome:
+    """PostgreSQL is stopped for ``outage`` seconds mid-run, then restarted."""
+    outcome = Outcome(f"PostgreSQL stopped {outage:.0f} s, restarted", journeys=journeys)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        async with servers(Path(tmp)) as (temporal, postgres, dsn):
+            client = await _connect(temporal)
+            task_queue = f"faults-{uuid.uuid4()}"
+            async with EventStore.connect(dsn) as store:
+                worker = build_worker(client, store, task_queue)
+                running = asyncio.create_task(worker.run())
+                prog = workload.programme(f"pg-{uuid.uuid4().hex[:6]}")
+                counters = workload.Counters()
+
+                async def outage_() -> None:
+                    await asyncio.sleep(2.0)
+                    await postgres.stop()
+                    outcome.faults += 1
+                    progress(f"PostgreSQL stopped for {outage:.0f} s")
+                    await asyncio.sleep(outage)
+                    await postgres.start()
+                    progress("PostgreSQL restarted")
+
+                try:
+                    await asyncio.gather(
+                        outage_(),
+                        *(
+                            workload.play_firm(
+                                client, prog, n, task_queue=task_queue, counters=counters
+                            )
+                            for n in range(journeys)
+                        ),
+                    )
+                finally:
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+                outcome.retries = counters.retries
+                await check_streams(store, prog.id, range(journeys), outcome)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+# -------------------------------------------------------- Temporal restarted
+
+
+async def temporal_restarted(journeys: int, progress: Progress) -> Outcome:
+    """The Temporal dev server (file persistence) is stopped and restarted mid-run."""
+    outcome = Outcome("Temporal dev server stopped, restarted", journeys=journeys)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        async with servers(Path(tmp), temporal_db=True) as (temporal, _postgres, dsn):
+            client = await _connect(temporal)
+            task_queue = f"faults-{uuid.uuid4()}"
+            async with EventStore.connect(dsn) as store:
+                worker = build_worker(client, store, task_queue)
+                running = asyncio.create_task(worker.run())
+                prog = workload.programme(f"tmp-{uuid.uuid4().hex[:6]}")
+                counters = workload.Counters()
+
+                async def restart() -> None:
+                    await asyncio.sleep(3.0)
+                    await temporal.stop()
+                    outcome.faults += 1
+                    progress("Temporal stopped")
+                    await asyncio.sleep(3.0)
+                    await temporal.start()
+                    progress("Temporal restarted")
+
+                try:
+                    await asyncio.gather(
+                        restart(),
+                        *(
+                            workload.play_firm(
+                                client, prog, n, task_queue=task_queue, counters=counters
+                            )
+                            for n in range(journeys)
+                        ),
+                    )
+                finally:
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+                outcome.retries = counters.retries
+                await check_streams(store, prog.id, range(journeys), outcome)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+# ---------------------------------------------- burst during continue-as-new
+
+
+async def burst_during_continue_as_new(
+    commands: int, progress: Progress, bursts: int = 3
+) -> Outcome:
+    """Bursts of concurrent commands while the journey continues as new."""
+    outcome = Outcome(
+        f"{bursts} bursts of {commands} commands during continue-as-new", journeys=bursts
+    )
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        async with servers(Path(tmp)) as (temporal, _postgres, dsn):
+            client = await _connect(temporal)
+            task_queue = f"faults-{uuid.uuid4()}"
+            async with EventStore.connect(dsn) as store:
+                worker = build_worker(client, store, task_queue)
+                running = asyncio.create_task(worker.run())
+                try:
+                    for burst in range(bursts):
+                        prog = workload.programme(f"burst-{uuid.uuid4().hex[:6]}")
+                        enrol = workload.enrolment(prog, 0)
+                        await service.enroll(
+                            client, enrol, task_queue=task_queue, continue_as_new_after=60
+                        )
+                        handle = service.journey_handle(client, prog.id, enrol.firm.id)
+                        first_run = (await handle.describe()).run_id
+                        sends = [
+                            service.send(
+                                client,
+                                prog.id,
+                                enrol.firm.id,
+                                RequestMeeting(meeting_id=f"b-{i:03d}", counterpart="Apple"),
+                            )
+                            for i in range(commands)
+                        ]
+                        answers = await asyncio.gather(*sends, return_exceptions=True)
+                        await service.sync(client, prog.id, enrol.firm.id)
+                        if (await handle.describe()).run_id != first_run:
+                            outcome.faults += 1
+                        rows = await store.pool.fetch(
+                            "SELECT stream_version, data->>'meeting_id' AS meeting FROM events "
+                            "WHERE stream_id = $1 ORDER BY stream_version",
+                            f"journey/{prog.id}/{enrol.firm.id}",
+                        )
+                        meetings = [r["meeting"] for r in rows if r["meeting"]]
+                        outcome.events_expected += commands
+                        outcome.events_found += len(meetings)
+                        outcome.duplicates += len(meetings) - len(set(meetings))
+                        outcome.losses += commands - len(set(meetings))
+                        outcome.gaps += sum(
+                            1 for i, r in enumerate(rows, 1) if r["stream_version"] != i
+                        )
+                        failed = [a for a in answers if isinstance(a, BaseException)]
+                        outcome.notes += [f"burst {burst}: {a!r}" for a in failed]
+                        outcome.losses += len(failed)
+                        outcome.journeys_completed += not failed
+                        progress(f"burst {burst + 1}: {len(set(meetings))} of {commands} stored")
+                finally:
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+# ------------------------------------------------- commits out of sequence order
+
+
+def _envelopes(prog_id: str, number: int, events: int) -> list[EventEnvelope]:
+    """A stream of ``events`` domain events for firm ``number``."""
+    prog = workload.programme(prog_id)
+    stream_id = f"journey/{prog_id}/{workload.firm_id(number)}"
+    now = datetime(2013, 9, 17, 12, tzinfo=UTC)
+    state = None
+    envelopes = []
+    commands: list[Command] = [workload.enrolment(prog, number)]
+    commands += [
+        RequestMeeting(meeting_id=f"m-{i}", counterpart="Apple") for i in range(events - 1)
+    ]
+    for command in commands:
+        for event in decide(state, command, now):
+            state = evolve(state, event)
+            envelopes.append(
+                EventEnvelope(
+                    event_id=uuid.uuid4(),
+                    stream_id=stream_id,
+                    stream_version=state.stream_version,
+                    event=event,
+                )
+            )
+    return envelopes
+
+
+async def appends_out_of_order(streams: int, progress: Progress) -> Outcome:
+    """Concurrent appends, with a catch-up reader following ``position`` all along.
+
+    A control first shows the hazard on a plain table: a transaction that took a lower
+    position commits after one with a higher position, and a reader that moved past the
+    higher one never sees the lower. Then the event store's own appends, concurrent
+    from many streams, are followed by the same kind of reader.
+    """
+    outcome = Outcome(
+        f"{streams} streams appended concurrently, catch-up reader", journeys=streams
+    )
+    started = time.monotonic()
+    async with _postgres_only() as dsn, EventStore.connect(dsn) as store:
+        skipped_without_lock = await _control_without_lock(store)
+        outcome.notes.append(
+            f"control without the store's lock: the reader skipped {skipped_without_lock} event"
+        )
+        prog_id = f"ooo-{uuid.uuid4().hex[:6]}"
+        batches = {n: _envelopes(prog_id, n, 8) for n in range(streams)}
+        start_position = await store.pool.fetchval("SELECT coalesce(max(position), 0) FROM events")
+        seen: list[int] = []
+        writing = True
+
+        async def reader() -> None:
+            last = start_position
+            while writing or last < await store.pool.fetchval("SELECT max(position) FROM events"):
+                for stored in await store.read_all(after_position=last, limit=7):
+                    seen.append(stored.position)
+                    last = stored.position
+                await asyncio.sleep(0)
+
+        async def writer(number: int) -> None:
+            envelopes = batches[number]
+            for first in range(0, len(envelopes), 2):
+                await asyncio.sleep(random.uniform(0, 0.01))
+                await store.append(envelopes[0].stream_id, first, envelopes[first : first + 2])
+
+        reading = asyncio.create_task(reader())
+        await asyncio.gather(*(writer(n) for n in range(streams)))
+        writing = False
+        await reading
+        stored = await store.pool.fetch(
+            "SELECT position, event_id FROM events WHERE stream_id LIKE $1 ORDER BY position",
+            f"journey/{prog_id}/%",
+        )
+        positions = [r["position"] for r in stored]
+        outcome.events_expected = sum(len(b) for b in batches.values())
+        outcome.events_found = len(stored)
+        outcome.duplicates = len(stored) - len({r["event_id"] for r in stored}) + (
+            len(seen) - len(set(seen))
+        )
+        outcome.losses = len(set(positions) - set(seen))
+        outcome.gaps = sum(1 for a, b in itertools.pairwise(seen) if b <= a)
+        outcome.journeys_completed = streams if outcome.losses == 0 else 0
+        outcome.faults = streams
+        progress(f"reader saw {len(set(seen))} of {len(stored)} events")
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+async def _control_without_lock(store: EventStore) -> int:
+    """Two inserts into a scratch table commit out of order; count what a reader skips."""
+    table = f"gap_demo_{uuid.uuid4().hex[:8]}"
+    async with store.pool.acquire() as setup:
+        await setup.execute(
+            f"CREATE TABLE {table} (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY)"
+        )
+    try:
+        slow_took_position = asyncio.Event()
+
+        async def slow() -> None:
+            async with store.pool.acquire() as connection, connection.transaction():
+                await connection.execute(f"INSERT INTO {table} DEFAULT VALUES")
+                slow_took_position.set()
+                await asyncio.sleep(0.5)
+
+        async def fast() -> None:
+            await slow_took_position.wait()
+            async with store.pool.acquire() as connection:
+                await connection.execute(f"INSERT INTO {table} DEFAULT VALUES")
+
+        seen: list[int] = []
+
+        async def reader() -> None:
+            last = 0
+            for _ in range(20):
+                rows = await store.pool.fetch(
+                    f"SELECT position FROM {table} WHERE position > $1 ORDER BY position", last
+                )
+                for row in rows:
+                    seen.append(row["position"])
+                    last = row["position"]
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(slow(), fast(), reader())
+        total = await store.pool.fetchval(f"SELECT count(*) FROM {table}")
+        return int(total) - len(seen)
+    finally:
+        async with store.pool.acquire() as cleanup:
+            await cleanup.execute(f"DROP TABLE {table}")
+
+
+@asynccontextmanager
+async def _postgres_only() -> AsyncIterator[str]:
+    postgres = EmbeddedPostgres()
+    dsn = await postgres.start()
+    try:
+        yield dsn
+    finally:
+        await postgres.stop()

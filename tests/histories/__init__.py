@@ -1,0 +1,1 @@
+"""Committed journey histories replayed by ``tests/test_replay.py``."""
