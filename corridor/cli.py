@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -69,6 +71,7 @@ from domain.money import Money
 from domain.programme import Programme
 from worker import run_worker
 from workflows import search
+from workflows.journey import explain
 
 app = typer.Typer(
     help="Corridor: durable follow-up of economic trade missions.",
@@ -138,9 +141,10 @@ async def _connected(settings: Settings) -> AsyncIterator[Connections]:
     try:
         client = await connect(address)
     except RuntimeError as error:
+        detail = str(error).split("\n")[0][:160]
         raise Failure(
-            f"cannot reach Temporal at {os.environ.get('TEMPORAL_ADDRESS', address)} ({error}); "
-            "start `corridor dev` in another terminal, or set TEMPORAL_ADDRESS",
+            f"cannot reach Temporal at {os.environ.get('TEMPORAL_ADDRESS', address)}: start "
+            f"`corridor dev` in another terminal, or set TEMPORAL_ADDRESS ({detail})",
             3,
         ) from None
     yield Connections(client, settings.dsn or (stack.dsn if stack else None), stack)
@@ -149,12 +153,21 @@ async def _connected(settings: Settings) -> AsyncIterator[Connections]:
 @contextlib.asynccontextmanager
 async def _store(connections: Connections) -> AsyncIterator[EventStore]:
     if connections.dsn is None:
-        raise Failure("no PostgreSQL: start `corridor dev`, or set CORRIDOR_DSN", 3)
+        where = load_settings().data_dir.resolve()
+        raise Failure(
+            f"no PostgreSQL: no `corridor dev` running from {where}; start it, or set "
+            "CORRIDOR_DSN (and CORRIDOR_DATA_DIR when working from another folder)",
+            3,
+        )
     try:
-        async with EventStore.connect(connections.dsn) as store:
-            yield store
+        opening = EventStore.connect(connections.dsn)
+        store = await opening.__aenter__()
     except OSError as error:
         raise Failure(f"cannot reach PostgreSQL ({error})", 3) from None
+    try:
+        yield store
+    finally:
+        await opening.__aexit__(None, None, None)
 
 
 async def _programme_id(connections: Connections, given: str | None) -> str:
@@ -353,10 +366,20 @@ def _date(value: str | None, option: str) -> date | None:
 
 
 def _first(error: BaseException) -> str:
-    """The meaningful lines of an error (pydantic's, without its links)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    meaningful = [line for line in lines if not line.startswith("For further information")]
-    return "; ".join(meaningful[1:3]) if len(meaningful) > 1 else (meaningful or [""])[0]
+    """An error in plain words (pydantic's without its jargon)."""
+    if isinstance(error, ValidationError):
+        return explain(error)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _retry_safe_id(firm: str, command: Command) -> str:
+    """A command id for a command typed without one.
+
+    The same command for the same firm on the same day gets the same id, so running it
+    again after a time-out or an error records it once.
+    """
+    content = f"{firm}\x1f{date.today()}\x1f{command.model_dump_json(exclude={'command_id'})}"
+    return "cli-" + hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
 def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) -> None:
@@ -369,6 +392,8 @@ def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) ->
             command = build()
         except ValueError as error:
             raise Failure(_first(error), 2) from None
+        if command.command_id is None:
+            command = command.model_copy(update={"command_id": _retry_safe_id(firm, command)})
         async with _connected(settings) as connections:
             programme_id = await _programme_id(connections, programme)
             try:
@@ -633,6 +658,8 @@ def status(
                     firm,
                 )
             rows = [r for r in rows if matching is None or r["stream_id"] in matching]
+            if not rows and query is not None:
+                raise Failure(f"no journey of {programme_id} matches --query {query!r}", 1)
             if not rows:
                 raise Failure(f"no journey for {firm or 'any firm'} in {programme_id}", 1)
             links = {r["stream_id"]: _ui_link(settings, connections, r["stream_id"]) for r in rows}
@@ -710,7 +737,11 @@ def report(
     async def main() -> None:
         async with _connected(settings) as connections, _store(connections) as store:
             matching = await _matching_streams(connections.client, programme, query)
-            await _print_bilan(store, programme, mission, format, output, matching)
+            await _print_bilan(store, programme, mission, format, output, matching, query)
+            if matching and format is ReportFormat.TERMINAL and output is None:
+                for stream_id in sorted(matching):
+                    link = _ui_link(settings, connections, stream_id)
+                    out.print(f"{stream_id}  {link}".rstrip())
 
     _run(main())
 
@@ -722,12 +753,15 @@ async def _print_bilan(
     format: ReportFormat,
     output: Path | None,
     matching: set[str] | None = None,
+    query: str | None = None,
 ) -> None:
     states = [
         state
         for stream_id, state in (await store.journey_states(programme_id)).items()
         if matching is None or stream_id in matching
     ]
+    if not states and query is not None:
+        raise Failure(f"no journey of {programme_id} matches --query {query!r}", 1)
     if not states:
         raise Failure(f"no journey in programme {programme_id!r}", 1)
     programme = states[0].programme
@@ -735,6 +769,8 @@ async def _print_bilan(
         known = ", ".join(m.id for m in programme.missions)
         raise Failure(f"unknown mission {mission!r} (known: {known})", 2)
     bilan = compute_bilan(programme.id, programme.name, states, mission)
+    if query is not None:
+        bilan = bilan.model_copy(update={"scope": f"query: {query}"})
     notice = programme.notice
     if format is ReportFormat.TERMINAL and output is None:
         render.render_terminal(bilan, out, notice=notice)
@@ -750,7 +786,10 @@ async def _print_bilan(
     if output is None:
         sys.stdout.write(text)
     else:
-        await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+        try:
+            await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+        except OSError as error:
+            raise Failure(f"cannot write {output}: {error.strerror or error}", 2) from None
         err.print(f"wrote {output}")
 
 
@@ -811,7 +850,7 @@ def demo(
     ] = None,
     month_seconds: Annotated[
         float, typer.Option(help="Compressed clock: real seconds per business month.")
-    ] = 2.0,
+    ] = 1.0,
     fresh: Annotated[bool, typer.Option(help="Delete the data directory first.")] = False,
     examples: Annotated[Path, typer.Option(help="Folder with the three files.")] = EXAMPLES,
 ) -> None:
@@ -876,9 +915,15 @@ async def _demo(
     with _progress() as progress:
         task = progress.add_task("starting", total=len(roster) + len(journal))
 
+        done = 0
+
         def tick(day: date, text: str) -> None:
+            nonlocal done
             progress.update(task, description=f"{day} {text}")
             progress.advance(task)
+            done += 1
+            if not err.is_terminal and done % 10 == 0:  # a log, not a bar
+                err.print(f"{done} of {len(roster) + len(journal)}: {day} {text}")
 
         outcome = await play(
             client,

@@ -84,7 +84,7 @@ async def play(
     task_queue: str,
     until: date,
     mode: ClockMode = ClockMode.SKIP,
-    month_seconds: float = 2.0,
+    month_seconds: float = 1.0,
     progress: Progress | None = None,
 ) -> DemoOutcome:
     """Enrol the roster and play the journal, letting the journeys' timers fire.

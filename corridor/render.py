@@ -73,7 +73,13 @@ def _days(days: float | None) -> str:
 
 
 def _scope(bilan: Bilan) -> str:
-    return "whole programme" if bilan.scope == "programme" else f"mission {bilan.scope}"
+    if bilan.scope == "programme":
+        scope = "whole programme"
+    elif bilan.scope.startswith("query:"):
+        scope = f"journeys matching {bilan.scope.removeprefix('query:').strip()}"
+    else:
+        scope = f"mission {bilan.scope}"
+    return f"{scope}, as of {bilan.as_of}" if bilan.as_of else scope
 
 
 def _outcome_label(outcome: str) -> str:
@@ -124,7 +130,7 @@ def summary_items(bilan: Bilan) -> list[tuple[str, str]]:
         ("Firms with a contract", _share(bilan.firms_with_contract, bilan.firms)),
         ("Median days, introduction to first contract", _days(bilan.median_days_to_first_contract)),
         (
-            "Return visits attended / skipped / missed",
+            "Return visits attended / skipped / not recorded",
             f"{bilan.visits_attended} / {bilan.visits_skipped} / {bilan.visits_missed}",
         ),
         (
@@ -237,7 +243,7 @@ def _firm_headers(currencies: list[str], *, compact: bool = False) -> list[str]:
             "Contracts",
             *(f"Value\n{c}" for c in currencies),
             "Days to first\ncontract",
-            "Visits\natt/skip/missed",
+            "Visits\natt/skip/none",
         ]
     return [
         "Firm",
@@ -248,7 +254,7 @@ def _firm_headers(currencies: list[str], *, compact: bool = False) -> list[str]:
         "Contracts",
         *(f"Value {c}" for c in currencies),
         "Days to first contract",
-        "Visits att / skip / missed",
+        "Visits att / skip / not recorded",
     ]
 
 

@@ -17,6 +17,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -193,11 +194,39 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
             raise Refused("Refused", str(cause)) from None
         except RPCError as error:
             refusal = await _journey_unavailable(handle, firm_id, programme_id, error)
+            if refusal.rule == "JourneyOver":
+                return await _on_ended_journey(handle, command, refusal)
             if refusal.rule != "Unavailable" or attempt == _CLOSING_RETRIES:
                 raise refusal from None
             # The run is continuing as new: the next run takes the update.
             await asyncio.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+async def _on_ended_journey(
+    handle: WorkflowHandle[Any, Any], command: Command, refusal: Refused
+) -> CommandResult:
+    """Answer a command sent to an ended journey.
+
+    "Already recorded" if it was applied before the journey ended (a file sent again),
+    otherwise refused with why the journey ended.
+    """
+    try:
+        journey = await handle.query(FirmJourney.state)
+        applied = command.command_id is not None and await handle.query(
+            FirmJourney.applied, command.command_id
+        )
+    except (RPCError, WorkflowQueryFailedError):
+        raise refusal from None
+    if applied:
+        return CommandResult(duplicate=True, stream_version=journey.stored_version)
+    state = journey.state
+    why = (
+        f"the firm withdrew on {state.withdrawn_on}"
+        if state.withdrawn_on
+        else f"the journey was closed on {state.closed_on}"
+    )
+    raise Refused("JourneyOver", f"{state.firm.id}: refused, {why}") from None
 
 
 async def _journey_unavailable(

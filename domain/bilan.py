@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from domain.calendar import local_date
 from domain.commands import Outcome
 from domain.journey import JourneyState, Stage, VisitStatus
 
@@ -44,6 +45,7 @@ class Bilan(BaseModel):
 
     Attributes:
         scope: "programme" or the mission id.
+        as_of: The latest business date among the journeys' last events.
         outcomes: Meetings per recorded outcome (every outcome listed, zeros included).
         value_by_currency: Total contract value per ISO 4217 currency.
         share_with_contract: Firms with at least one contract / firms enrolled.
@@ -54,6 +56,7 @@ class Bilan(BaseModel):
     programme_id: str
     programme_name: str
     scope: str
+    as_of: date | None = None
     firms: int
     meetings_requested: int
     meetings_arranged: int
@@ -127,7 +130,11 @@ def compute_bilan(
     with_contract = [r for r in rows if r.contracts]
     days = [r.days_to_first_contract for r in rows if r.days_to_first_contract is not None]
     stages = Counter(r.stage for r in rows)
+    last_dates = [
+        local_date(s.last_event_at, s.tz) for s in chosen if s.last_event_at is not None
+    ]
     return Bilan(
+        as_of=max(last_dates, default=None),
         programme_id=programme_id,
         programme_name=programme_name,
         scope=mission_id or "programme",

@@ -12,12 +12,14 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.money import Money
-from domain.programme import Firm, Identifier, Programme, Text
+from domain.programme import Firm, Identifier, Programme, Text, printable
 
-Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Notes = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(printable)
+]
 """Free text recorded with a fact; at most 2,000 characters."""
 
 

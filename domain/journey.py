@@ -677,6 +677,15 @@ def _record_visit_attendance(
                     f"{known.status.value} on {known.recorded_on}"
                 )
         visit += 1
+    if command.mission_id is not None:
+        mission = state.programme.mission(command.mission_id)
+        opens, closes = _visit_window(state, visit)
+        if mission.ends_on < opens or mission.starts_on >= closes:
+            raise VisitRuleBroken(
+                f"mission {mission.id} ({mission.starts_on} to {mission.ends_on}) is not the "
+                f"mission of return visit {visit}, open from {opens} to "
+                f"{closes - timedelta(days=1)}"
+            )
     fields = {
         **_when(state, day, now),
         "visit": visit,

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,7 +24,23 @@ Identifier = Annotated[
 ]
 """Ids of programmes, missions, partners, firms and meetings: lower-case, no spaces."""
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+def printable(value: str) -> str:
+    """Refuse control characters (NUL and the like); tabs and line breaks are kept.
+
+    Raises:
+        ValueError: The text holds a control character (PostgreSQL refuses NUL).
+    """
+    for character in value:
+        if (ord(character) < 32 and character not in "\t\n\r") or ord(character) == 127:
+            raise ValueError(f"contains a control character (U+{ord(character):04X})")
+    return value
+
+
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(printable),
+]
 """A short, non-empty piece of text (names, places, counterparts)."""
 
 

@@ -19,12 +19,13 @@ Read top to bottom, it is the firm's journey of the BRIEF. The rules live in
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from workflows import search
@@ -157,6 +158,37 @@ _STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["ConcurrencyError"],
 )
+
+
+SIGNALS = (
+    "request_meeting",
+    "arrange_meeting",
+    "record_meeting_result",
+    "sign_contract",
+    "record_visit_attendance",
+    "decide_evaluation",
+    "withdraw",
+)
+"""Signals (and updates) that carry staff commands."""
+
+
+def explain(error: ValidationError) -> str:
+    """A validation error in plain words: "field: problem; field: problem"."""
+    problems = []
+    for detail in error.errors():
+        where = ".".join(str(p) for p in detail["loc"]) or "payload"
+        message = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "missing":
+            message = "is required"
+        elif detail["type"] == "extra_forbidden":
+            message = "is not a field of this command"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a JSON array", str: "a JSON string", bool: "true/false", type(None): "null"}
+    return kinds.get(type(value), "a JSON number")
 
 
 def _store_summary(batch: list[EventEnvelope]) -> str:
@@ -366,41 +398,53 @@ class FirmJourney:
     # ------------------------------------------------------ the same, as signals
 
     @workflow.signal(name="request_meeting")
-    def request_meeting_signal(self, payload: Any) -> None:
+    def request_meeting_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``request_meeting`` (Temporal CLI / UI)."""
-        self._signal(RequestMeeting, payload)
+        self._signal(RequestMeeting, payloads)
 
     @workflow.signal(name="arrange_meeting")
-    def arrange_meeting_signal(self, payload: Any) -> None:
+    def arrange_meeting_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``arrange_meeting``."""
-        self._signal(ArrangeMeeting, payload)
+        self._signal(ArrangeMeeting, payloads)
 
     @workflow.signal(name="record_meeting_result")
-    def record_meeting_result_signal(self, payload: Any) -> None:
+    def record_meeting_result_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``record_meeting_result``."""
-        self._signal(RecordMeetingResult, payload)
+        self._signal(RecordMeetingResult, payloads)
 
     @workflow.signal(name="sign_contract")
-    def sign_contract_signal(self, payload: Any) -> None:
+    def sign_contract_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``sign_contract``."""
-        self._signal(SignContract, payload)
+        self._signal(SignContract, payloads)
 
     @workflow.signal(name="record_visit_attendance")
-    def record_visit_attendance_signal(self, payload: Any) -> None:
+    def record_visit_attendance_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``record_visit_attendance``."""
-        self._signal(RecordVisitAttendance, payload)
+        self._signal(RecordVisitAttendance, payloads)
 
     @workflow.signal(name="decide_evaluation")
-    def decide_evaluation_signal(self, payload: Any) -> None:
+    def decide_evaluation_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``decide_evaluation``."""
-        self._signal(DecideEvaluation, payload)
+        self._signal(DecideEvaluation, payloads)
 
     @workflow.signal(name="withdraw")
-    def withdraw_signal(self, payload: Any) -> None:
+    def withdraw_signal(self, *payloads: Any) -> None:
         """Raw-JSON form of ``withdraw``."""
-        self._signal(Withdraw, payload)
+        self._signal(Withdraw, payloads)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any other signal name: kept in the refusals list, never applied."""
+        known = ", ".join(sorted(SIGNALS))
+        self._refuse(name, None, "UnknownSignal", f"unknown signal {name!r} (known: {known})")
 
     # -------------------------------------------------------------------- queries
+
+    @workflow.query
+    def applied(self, command_id: str) -> bool:
+        """Whether a command with this id was applied (also on an ended journey)."""
+        return command_id in self._command_ids
+
 
     @workflow.query
     def state(self) -> JourneyView:
@@ -497,17 +541,24 @@ class FirmJourney:
         while len(self._answers) > COMMAND_IDS_KEPT:
             self._answers.pop(next(iter(self._answers)))
 
-    def _signal(self, command_type: type[Command], payload: Any) -> None:
-        """Apply a command sent by signal, or keep it in the refusals list."""
+    def _signal(self, command_type: type[Command], payloads: tuple[Any, ...]) -> None:
+        """Apply a command sent by signal, or keep it in the refusals list.
+
+        Whatever arrives (no input, several inputs, any JSON), the journey never fails
+        on a signal: a payload it cannot use is refused with the reason.
+        """
         name = command_type.__name__
-        try:
-            command = TypeAdapter(command_type).validate_python(payload)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-                for e in error.errors()
+        fields = ", ".join(f for f in command_type.model_fields if f != "kind")
+        if len(payloads) != 1 or not isinstance(payloads[0], dict):
+            got = f"{len(payloads)} inputs" if len(payloads) != 1 else _json_kind(payloads[0])
+            self._refuse(
+                name, None, "InvalidPayload", f"expects one JSON object ({fields}); got {got}"
             )
-            self._refuse(name, None, "InvalidPayload", problems)
+            return
+        try:
+            command = TypeAdapter(command_type).validate_python(payloads[0])
+        except ValidationError as error:
+            self._refuse(name, None, "InvalidPayload", explain(error))
             return
         if command.command_id is not None and command.command_id in self._command_ids:
             return
