@@ -378,7 +378,8 @@ def _retry_safe_id(firm: str, command: Command) -> str:
     The same command for the same firm on the same day gets the same id, so running it
     again after a time-out or an error records it once.
     """
-    content = f"{firm}\x1f{date.today()}\x1f{command.model_dump_json(exclude={'command_id'})}"
+    today = datetime.now(UTC).date()
+    content = f"{firm}\x1f{today}\x1f{command.model_dump_json(exclude={'command_id'})}"
     return "cli-" + hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
@@ -684,7 +685,9 @@ def status(
                 view = await service.view(connections.client, programme_id, firm)
                 out.print(f"business date: {view.business_now.astimezone(tz).date()}")
                 for refusal in view.refusals[-5:]:
-                    out.print(f"refused signal: {refusal.command}: {refusal.message}")
+                    out.print(
+                        f"refused signal: {refusal.command}: {refusal.message}", soft_wrap=True
+                    )
 
     _run(main())
 

@@ -194,7 +194,7 @@ async def worker_killed(journeys: int, progress: Progress, seed: int = 7) -> Out
 
                 async def killer() -> None:
                     while not done.is_set():
-                        await asyncio.sleep(rng.uniform(1.0, 4.0))
+                        await asyncio.sleep(rng.uniform(3.0, 8.0))
                         if done.is_set():
                             break
                         worker.kill()

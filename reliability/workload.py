@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.testing import TimeSkipper
+from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from corridor import service
 from domain.calendar import ProgrammeClock, zone
@@ -192,7 +192,9 @@ async def play_firm(
     continue_as_new_after: int | None = None,
 ) -> None:
     """Play firm ``number``'s script on the real servers, skipping time between steps."""
-    skipper = TimeSkipper(client)
+    # An outage makes the store activity retry; the server skips over its backoff
+    # timers too, so allow more skips than the default 200 per session.
+    skipper = TimeSkipper(client, config=TimeSkippingConfig(max_session_skip_count=100_000))
     enrol = enrolment(prog, number)
     firm = enrol.firm.id
     clock_ = ProgrammeClock(business_origin=_noon(INTRODUCED_ON))
@@ -212,7 +214,9 @@ async def play_firm(
     async def skip_to(target: datetime) -> None:
         now = anchored.business_time(await skipper.get_current_time(handle))
         if target - now > timedelta(0):
-            await skipper.fast_forward(handle, target - now)
+            if not await skipper.fast_forward(handle, target - now):
+                info = await skipper.get_time_skipping_info(handle)
+                raise RuntimeError(f"fast-forward of {firm} did not complete: {info}")
 
     async def when_due(command: Command) -> None:
         """Skip to the command's day, then send it (again, if its day had not come)."""

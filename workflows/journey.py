@@ -176,13 +176,18 @@ def explain(error: ValidationError) -> str:
     """A validation error in plain words: "field: problem; field: problem"."""
     problems = []
     for detail in error.errors():
-        where = ".".join(str(p) for p in detail["loc"]) or "payload"
+        where = ".".join(str(p) for p in detail["loc"])
         message = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "missing":
             message = "is required"
         elif detail["type"] == "extra_forbidden":
             message = "is not a field of this command"
-        problems.append(f"{where}: {message}")
+        elif detail["type"] == "string_pattern_mismatch":
+            message = (
+                "is not an id: use lower-case letters a-z, digits, '.', '_' or '-' "
+                "(no spaces or accents, at most 63 characters)"
+            )
+        problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
 
 
