@@ -213,10 +213,9 @@ async def play_firm(
 
     async def skip_to(target: datetime) -> None:
         now = anchored.business_time(await skipper.get_current_time(handle))
-        if target - now > timedelta(0):
-            if not await skipper.fast_forward(handle, target - now):
-                info = await skipper.get_time_skipping_info(handle)
-                raise RuntimeError(f"fast-forward of {firm} did not complete: {info}")
+        if target - now > timedelta(0) and not await skipper.fast_forward(handle, target - now):
+            info = await skipper.get_time_skipping_info(handle)
+            raise RuntimeError(f"fast-forward of {firm} did not complete: {info}")
 
     async def when_due(command: Command) -> None:
         """Skip to the command's day, then send it (again, if its day had not come)."""
