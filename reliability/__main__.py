@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,16 +72,45 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines + (["", *notes] if notes else []))
 
 
-def write_report(outcomes: list[Outcome], quick: bool) -> None:
+def bad_input() -> tuple[int, int, int, str]:
+    """Run the bad-input corpus; (cases, passed, failed, pytest's closing line)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_bad_input.py", "-q", "-p", "no:cacheprovider"],
+        cwd=REPORT.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    closing = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "no output"
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|xfailed|error)", closing)}
+    passed = counts.get("passed", 0)
+    failed = counts.get("failed", 0) + counts.get("error", 0)
+    return passed + failed + counts.get("xfailed", 0), passed, failed, closing
+
+
+def _replace(text: str, begin: str, end: str, block: str) -> str:
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    return pattern.sub(lambda _m: f"{begin}\n{block}\n{end}", text)
+
+
+def write_report(outcomes: list[Outcome], quick: bool, corpus: tuple[int, int, int, str]) -> None:
     """Replace the figures between the markers of RELIABILITY.md."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = (
-        f"{BEGIN}\nMeasured {stamp} with `python -m reliability{' --quick' if quick else ''}`"
-        f" on this machine.\n\n{table(outcomes)}\n{END}"
-    )
+    command = f"python -m reliability{' --quick' if quick else ''}"
     text = REPORT.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    REPORT.write_text(pattern.sub(lambda _m: block, text), encoding="utf-8")
+    text = _replace(
+        text, BEGIN, END, f"Measured {stamp} with `{command}` on this machine.\n\n{table(outcomes)}"
+    )
+    cases, passed, _failed, closing = corpus
+    text = _replace(
+        text,
+        "<!-- bad-input:begin -->",
+        "<!-- bad-input:end -->",
+        "| cases tried | answered exactly as expected | not yet | pytest |\n"
+        "| ---: | ---: | ---: | --- |\n"
+        f"| {cases} | {passed} | {cases - passed} | {closing} |",
+    )
+    REPORT.write_text(text, encoding="utf-8")
 
 
 def main(
@@ -117,7 +148,10 @@ def main(
         )
     Console().print(result)
     if write and not only:
-        write_report(outcomes, quick)
+        console.print("== bad-input corpus")
+        corpus = bad_input()
+        console.print(f"   {corpus[3]}")
+        write_report(outcomes, quick, corpus)
     if not all(o.passed for o in outcomes):
         raise typer.Exit(1)
 

@@ -83,7 +83,7 @@ async def servers(
         log_file=work / "temporal.log",
         search_attributes=search.registrations(),
     )
-    postgres = EmbeddedPostgres()
+    postgres = EmbeddedPostgres(work / "postgres")  # kept across a stop and start
     dsn = await postgres.start()
     try:
         await temporal.start()
