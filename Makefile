@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test dev lint clean
+.PHONY: demo test dev lint reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP) lint
 ## Run the embedded stack (Temporal + PostgreSQL + worker) in the foreground.
 dev: $(STAMP)
 	$(BIN)/corridor dev
+
+## Inject faults on real servers and write the figures to RELIABILITY.md.
+reliability: $(STAMP)
+	$(BIN)/python -m reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """The ``corridor`` command line: run the stack, enrol firms, record facts, report.
 
-Exit codes: 0 on success; 1 when the work was done but some records were refused;
+Exit codes: 0 on success; 1 when a journey refused a record or nothing was found;
 2 for bad input (nothing was sent); 3 when a server cannot be reached.
 """
 
