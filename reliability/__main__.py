@@ -93,14 +93,20 @@ def _replace(text: str, begin: str, end: str, block: str) -> str:
     return pattern.sub(lambda _m: f"{begin}\n{block}\n{end}", text)
 
 
-def write_report(outcomes: list[Outcome], quick: bool, corpus: tuple[int, int, int, str]) -> None:
+def write_report(
+    outcomes: list[Outcome], quick: bool, corpus: tuple[int, int, int, str]
+) -> None:
     """Replace the figures between the markers of RELIABILITY.md."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = f"python -m reliability{' --quick' if quick else ''}"
     text = REPORT.read_text(encoding="utf-8")
-    text = _replace(
-        text, BEGIN, END, f"Measured {stamp} with `{command}` on this machine.\n\n{table(outcomes)}"
-    )
+    if outcomes:
+        text = _replace(
+            text,
+            BEGIN,
+            END,
+            f"Measured {stamp} with `{command}` on this machine.\n\n{table(outcomes)}",
+        )
     cases, passed, _failed, closing = corpus
     text = _replace(
         text,
@@ -116,7 +122,8 @@ def write_report(outcomes: list[Outcome], quick: bool, corpus: tuple[int, int, i
 def main(
     quick: Annotated[bool, typer.Option(help="The shorter CI subset.")] = False,
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only these: worker, postgres, ...")
+        list[str] | None,
+        typer.Option(help="Only these: worker, postgres, temporal, burst, appends, bad-input."),
     ] = None,
     write: Annotated[bool, typer.Option(help="Write the figures to RELIABILITY.md.")] = True,
 ) -> None:
@@ -147,7 +154,7 @@ def main(
             "pass" if o.passed else "FAIL",
         )
     Console().print(result)
-    if write and not only:
+    if write and (not only or only == ["bad-input"]):
         console.print("== bad-input corpus")
         corpus = bad_input()
         console.print(f"   {corpus[3]}")

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -226,46 +226,57 @@ async def worker_killed(journeys: int, progress: Progress, seed: int = 7) -> Out
 # ---------------------------------------------------------- PostgreSQL stopped
 
 
-async def postgres_stopped(journeys: int, progress: Progress, outage: float = 30.0) -> Outcome:
-    """PostgreSQL is stopped for ``outage`` seconds mid-run, then restarted."""
-    outcome = Outcome(f"PostgreSQL stopped {outage:.0f} s, restarted", journeys=journeys)
+Fault = Callable[[TemporalDevServer, EmbeddedPostgres], Awaitable[None]]
+"""Injects a fault into the running servers (and undoes it)."""
+
+
+async def _fault_mid_run(
+    outcome: Outcome, prefix: str, fault: Fault, *, temporal_db: bool = False
+) -> Outcome:
+    """Play ``outcome.journeys`` firms with an in-process worker while ``fault`` runs."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
-        async with servers(Path(tmp)) as (temporal, postgres, dsn):
+        async with servers(Path(tmp), temporal_db=temporal_db) as (temporal, postgres, dsn):
             client = await _connect(temporal)
             task_queue = f"faults-{uuid.uuid4()}"
             async with EventStore.connect(dsn) as store:
                 worker = build_worker(client, store, task_queue)
                 running = asyncio.create_task(worker.run())
-                prog = workload.programme(f"pg-{uuid.uuid4().hex[:6]}")
+                prog = workload.programme(f"{prefix}-{uuid.uuid4().hex[:6]}")
                 counters = workload.Counters()
-
-                async def outage_() -> None:
-                    await asyncio.sleep(2.0)
-                    await postgres.stop()
-                    outcome.faults += 1
-                    progress(f"PostgreSQL stopped for {outage:.0f} s")
-                    await asyncio.sleep(outage)
-                    await postgres.start()
-                    progress("PostgreSQL restarted")
-
                 try:
                     await asyncio.gather(
-                        outage_(),
+                        fault(temporal, postgres),
                         *(
                             workload.play_firm(
                                 client, prog, n, task_queue=task_queue, counters=counters
                             )
-                            for n in range(journeys)
+                            for n in range(outcome.journeys)
                         ),
                     )
                 finally:
                     await worker.shutdown()
                     await asyncio.gather(running, return_exceptions=True)
                 outcome.retries = counters.retries
-                await check_streams(store, prog.id, range(journeys), outcome)
+                await check_streams(store, prog.id, range(outcome.journeys), outcome)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+async def postgres_stopped(journeys: int, progress: Progress, outage: float = 30.0) -> Outcome:
+    """PostgreSQL is stopped for ``outage`` seconds mid-run, then restarted."""
+    outcome = Outcome(f"PostgreSQL stopped {outage:.0f} s, restarted", journeys=journeys)
+
+    async def stop_postgres(_temporal: TemporalDevServer, postgres: EmbeddedPostgres) -> None:
+        await asyncio.sleep(2.0)
+        await postgres.stop()
+        outcome.faults += 1
+        progress(f"PostgreSQL stopped for {outage:.0f} s")
+        await asyncio.sleep(outage)
+        await postgres.start()
+        progress("PostgreSQL restarted")
+
+    return await _fault_mid_run(outcome, "pg", stop_postgres)
 
 
 # -------------------------------------------------------- Temporal restarted
@@ -274,43 +285,17 @@ async def postgres_stopped(journeys: int, progress: Progress, outage: float = 30
 async def temporal_restarted(journeys: int, progress: Progress) -> Outcome:
     """The Temporal dev server (file persistence) is stopped and restarted mid-run."""
     outcome = Outcome("Temporal dev server stopped, restarted", journeys=journeys)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
-        async with servers(Path(tmp), temporal_db=True) as (temporal, _postgres, dsn):
-            client = await _connect(temporal)
-            task_queue = f"faults-{uuid.uuid4()}"
-            async with EventStore.connect(dsn) as store:
-                worker = build_worker(client, store, task_queue)
-                running = asyncio.create_task(worker.run())
-                prog = workload.programme(f"tmp-{uuid.uuid4().hex[:6]}")
-                counters = workload.Counters()
 
-                async def restart() -> None:
-                    await asyncio.sleep(3.0)
-                    await temporal.stop()
-                    outcome.faults += 1
-                    progress("Temporal stopped")
-                    await asyncio.sleep(3.0)
-                    await temporal.start()
-                    progress("Temporal restarted")
+    async def restart(temporal: TemporalDevServer, _postgres: EmbeddedPostgres) -> None:
+        await asyncio.sleep(3.0)
+        await temporal.stop()
+        outcome.faults += 1
+        progress("Temporal stopped")
+        await asyncio.sleep(3.0)
+        await temporal.start()
+        progress("Temporal restarted")
 
-                try:
-                    await asyncio.gather(
-                        restart(),
-                        *(
-                            workload.play_firm(
-                                client, prog, n, task_queue=task_queue, counters=counters
-                            )
-                            for n in range(journeys)
-                        ),
-                    )
-                finally:
-                    await worker.shutdown()
-                    await asyncio.gather(running, return_exceptions=True)
-                outcome.retries = counters.retries
-                await check_streams(store, prog.id, range(journeys), outcome)
-    outcome.seconds = time.monotonic() - started
-    return outcome
+    return await _fault_mid_run(outcome, "tmp", restart, temporal_db=True)
 
 
 # ---------------------------------------------- burst during continue-as-new

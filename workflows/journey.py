@@ -172,6 +172,9 @@ SIGNALS = (
 """Signals (and updates) that carry staff commands."""
 
 
+_EXAMPLES = {"Money": ' such as {"amount": "1000.00", "currency": "USD"}'}
+
+
 def explain(error: ValidationError) -> str:
     """A validation error in plain words: "field: problem; field: problem"."""
     problems = []
@@ -182,6 +185,9 @@ def explain(error: ValidationError) -> str:
             message = "is required"
         elif detail["type"] == "extra_forbidden":
             message = "is not a field of this command"
+        elif detail["type"] == "model_type":
+            example = _EXAMPLES.get(str(detail.get("ctx", {}).get("class_name", "")), "")
+            message = f"should be a JSON object{example}"
         elif detail["type"] == "string_pattern_mismatch":
             message = (
                 "is not an id: use lower-case letters a-z, digits, '.', '_' or '-' "
