@@ -52,6 +52,7 @@ from corridor import service
 from corridor.records import InputError, load_journal, load_programme, load_roster
 from corridor.stack import TemporalDevServer
 from domain.programme import Programme
+from tests.support import Run, run_program
 from workflows.journey import JourneyView, journey_workflow_id
 
 CORPUS = Path(__file__).resolve().parent / "bad_input"
@@ -135,43 +136,8 @@ def read(case: dict[str, Any], folder: Path, programme: Programme) -> list[str]:
         return [str(problem) for problem in error.errors]
 
 
-@dataclass(frozen=True, repr=False)
-class Run:
-    """What a user sees of one command: its exit code and its two outputs."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def out_lines(self) -> list[str]:
-        return [line for line in self.out.splitlines() if line.strip()]
-
-    @property
-    def err_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
-
-    def __repr__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
 async def run(program: Path, *args: str | Path, env: dict[str, str] | None = None) -> Run:
-    process = await asyncio.create_subprocess_exec(
-        program,
-        *(str(a) for a in args),
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+    return await run_program(program, *args, env=env, seconds=60)
 
 
 @dataclass

@@ -7,7 +7,6 @@ user sees: the exit code and the messages.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -24,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.store import EventStore
 from corridor import service
 from corridor.stack import TemporalDevServer
+from tests.support import Run, run_program
 from workflows.journey import journey_workflow_id
 
 CORRIDOR = Path(sys.executable).with_name("corridor")
@@ -43,18 +43,6 @@ STAFF_EVENTS = {
 }
 
 
-@dataclass(frozen=True, repr=False)
-class Run:
-    """What a user sees of one command: its exit code and its two outputs."""
-
-    code: int
-    out: str
-    err: str
-
-    def __repr__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
 @dataclass(frozen=True)
 class Cli:
     """Runs ``corridor`` in a working directory with the test servers' environment."""
@@ -63,23 +51,7 @@ class Cli:
     cwd: Path
 
     async def __call__(self, *args: str | Path) -> Run:
-        process = await asyncio.create_subprocess_exec(
-            CORRIDOR,
-            *(str(a) for a in args),
-            env=self.env,
-            cwd=self.cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-        assert process.returncode is not None
-        return Run(process.returncode, out.decode(), err.decode())
+        return await run_program(CORRIDOR, *args, env=self.env, cwd=self.cwd)
 
 
 @pytest.fixture
