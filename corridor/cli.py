@@ -372,6 +372,18 @@ def _first(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _choice(kind: type[E], value: str, name: str) -> E:
+    """One of an enumeration's values, or a one-line error naming them all."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise Failure(f"{name} {value!r} is not one of {allowed}", 2) from None
+
+
 def _retry_safe_id(firm: str, command: Command) -> str:
     """A command id for a command typed without one.
 
@@ -465,7 +477,9 @@ def meeting_arrange(
 def meeting_result(
     firm: str,
     meeting_id: str,
-    outcome: Outcome,
+    outcome: Annotated[
+        str, typer.Argument(help="promising, neutral, not_interested, no_show or cancelled.")
+    ],
     notes: Annotated[str, typer.Option(help="Notes on the meeting.")] = "",
     next_step: Annotated[str | None, typer.Option(help="Agreed next step.")] = None,
     next_step_due: Annotated[str | None, typer.Option(help="Next step due YYYY-MM-DD.")] = None,
@@ -479,7 +493,7 @@ def meeting_result(
         firm,
         lambda: RecordMeetingResult(
             meeting_id=meeting_id,
-            outcome=outcome,
+            outcome=_choice(Outcome, outcome, "outcome"),
             notes=notes,
             next_step=next_step,
             next_step_due_on=_date(next_step_due, "--next-step-due"),
@@ -533,7 +547,7 @@ class Attendance(StrEnum):
 @app.command()
 def visit(
     firm: str,
-    attendance: Attendance,
+    attendance: Annotated[str, typer.Argument(help="attended or skipped.")],
     mission: Annotated[str | None, typer.Option(help="Mission id of the visit.")] = None,
     notes: Annotated[str, typer.Option(help="Notes.")] = "",
     programme: ProgrammeOption = None,
@@ -545,7 +559,7 @@ def visit(
         programme,
         firm,
         lambda: RecordVisitAttendance(
-            attended=attendance is Attendance.ATTENDED,
+            attended=_choice(Attendance, attendance, "attendance") is Attendance.ATTENDED,
             mission_id=mission,
             notes=notes,
             occurred_on=_date(on, "--on"),
@@ -557,7 +571,7 @@ def visit(
 @app.command()
 def evaluate(
     firm: str,
-    decision: Decision,
+    decision: Annotated[str, typer.Argument(help="renew or close.")],
     notes: Annotated[str, typer.Option(help="Notes.")] = "",
     programme: ProgrammeOption = None,
     on: OnOption = None,
@@ -568,7 +582,7 @@ def evaluate(
         programme,
         firm,
         lambda: DecideEvaluation(
-            decision=decision,
+            decision=_choice(Decision, decision, "decision"),
             notes=notes,
             occurred_on=_date(on, "--on"),
             command_id=command_id,
