@@ -414,7 +414,7 @@ def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) ->
             except service.Refused as refusal:
                 raise Failure(f"refused ({refusal.rule}): {refusal.message}", 1) from None
         if result.duplicate:
-            out.print(f"already recorded (stream version {result.stream_version})")
+            out.print("already recorded: nothing new was written")
         for line in result.events:
             out.print(f"recorded: {line}")
 
@@ -699,8 +699,10 @@ def status(
                 view = await service.view(connections.client, programme_id, firm)
                 out.print(f"business date: {view.business_now.astimezone(tz).date()}")
                 for refusal in view.refusals[-5:]:
+                    when = refusal.at.astimezone(tz).date()
                     out.print(
-                        f"refused signal: {refusal.command}: {refusal.message}", soft_wrap=True
+                        f"refused signal ({when}): {refusal.command}: {refusal.message}",
+                        soft_wrap=True,
                     )
 
     _run(main())

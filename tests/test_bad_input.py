@@ -387,11 +387,10 @@ async def test_same_command_twice_is_already_recorded(corpus: Corpus) -> None:
         ["recorded: meeting mb-1 with LinkedIn requested"],
     ), first
     after_first = await corpus.written()
-    version = after_first[journey_workflow_id(corpus.programme_id, "boreal")]
     again = await corpus.corridor(*command)
     assert (again.code, again.out_lines, again.err) == (
         0,
-        [f"already recorded (stream version {version})"],
+        ["already recorded: nothing new was written"],
         "",
     ), again
     assert await corpus.written() == after_first
@@ -475,9 +474,11 @@ async def test_status_shows_the_refused_signals(corpus: Corpus) -> None:
     # One line per refusal, whole, also when piped. FAILS UNTIL corridor/cli.py `status`
     # prints these lines unwrapped (`out.print(..., soft_wrap=True)`): piped, `out` is
     # 160 columns wide and cuts the unknown-signal refusal (its list of known names) in two.
-    shown = [line for line in status.out_lines if line.startswith("refused signal: ")]
-    assert shown == [f"refused signal: {r.command}: {r.message}" for r in view.refusals[-5:]]
-    assert shown[-1] == "refused signal: Withdraw: why: is not a field of this command"
+    shown = [line for line in status.out_lines if line.startswith("refused signal (")]
+    assert [line.split("): ", 1)[1] for line in shown] == [
+        f"{r.command}: {r.message}" for r in view.refusals[-5:]
+    ]
+    assert shown[-1].endswith("): withdraw: why: is not a field of this command")
 
 
 async def test_no_journey_had_a_workflow_task_failure(corpus: Corpus) -> None:
@@ -537,9 +538,9 @@ async def test_signal_without_input_is_refused(lone: tuple[Corpus, str]) -> None
     refused = [(r.command, r.rule, r.message) for r in after.refusals[len(before.refusals) :]]
     assert refused == [
         (
-            "Withdraw",
+            "withdraw",
             "InvalidPayload",
-            "expects one JSON object (command_id, occurred_on, reason); got 0 inputs",
+            "expects one JSON object (optional: command_id, occurred_on, reason); got 0 inputs",
         )
     ]
     assert after.state.stream_version == before.state.stream_version
@@ -559,10 +560,10 @@ async def test_signal_with_two_inputs_is_refused(lone: tuple[Corpus, str]) -> No
     refused = [(r.command, r.rule, r.message) for r in after.refusals[len(before.refusals) :]]
     assert refused == [
         (
-            "RequestMeeting",
+            "request_meeting",
             "InvalidPayload",
-            "expects one JSON object (command_id, occurred_on, meeting_id, counterpart); "
-            "got 2 inputs",
+            "expects one JSON object with meeting_id, counterpart "
+            "(optional: command_id, occurred_on); got 2 inputs",
         )
     ]
     assert after.state.stream_version == before.state.stream_version
@@ -583,7 +584,7 @@ async def test_signal_with_a_nul_character_is_refused(lone: tuple[Corpus, str]) 
         await asyncio.sleep(0.1)
     refused = [(r.command, r.rule, r.message) for r in after.refusals[len(before.refusals) :]]
     assert refused == [
-        ("RequestMeeting", "InvalidPayload", "counterpart: contains a control character (U+0000)")
+        ("request_meeting", "InvalidPayload", "counterpart: contains a control character (U+0000)")
     ]
     assert after.state.stream_version == before.state.stream_version
     workflow_id = journey_workflow_id(corpus.programme_id, firm)

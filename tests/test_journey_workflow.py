@@ -632,20 +632,20 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
     assert len(refusals) == 4, refusals
     shape, listed, rule, naive = refusals
     assert shape == (
-        "RequestMeeting",
+        "request_meeting",
         "InvalidPayload",
         "meeting_id: is required; counterpart: is required; "
         "meeting: is not a field of this command",
     )
     assert listed == (
-        "RequestMeeting",
+        "request_meeting",
         "InvalidPayload",
-        "expects one JSON object (command_id, occurred_on, meeting_id, counterpart); "
+        "expects one JSON object with meeting_id, counterpart (optional: command_id, occurred_on); "
         "got a JSON array",
     )
-    assert rule[:2] == ("RequestMeeting", "MeetingRuleBroken")
+    assert rule[:2] == ("request_meeting", "MeetingRuleBroken")
     assert "m-9 was already requested on 2013-09-17" in rule[2]
-    assert naive[:2] == ("ArrangeMeeting", "InvalidPayload")
+    assert naive[:2] == ("arrange_meeting", "InvalidPayload")
     assert "scheduled_at" in naive[2]
     assert all(r.at.astimezone(LA).date() == INTRO for r in view.refusals)
 

@@ -197,6 +197,14 @@ def explain(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def _shape(command_type: type[Command]) -> str:
+    """E.g. "one JSON object with meeting_id, counterpart (optional: occurred_on, ...)"."""
+    fields = {k: v for k, v in command_type.model_fields.items() if k != "kind"}
+    required = ", ".join(k for k, v in fields.items() if v.is_required())
+    optional = ", ".join(k for k, v in fields.items() if not v.is_required())
+    return f"one JSON object{' with ' + required if required else ''} (optional: {optional})"
+
+
 def _json_kind(value: Any) -> str:
     kinds = {list: "a JSON array", str: "a JSON string", bool: "true/false", type(None): "null"}
     return kinds.get(type(value), "a JSON number")
@@ -558,12 +566,11 @@ class FirmJourney:
         Whatever arrives (no input, several inputs, any JSON), the journey never fails
         on a signal: a payload it cannot use is refused with the reason.
         """
-        name = command_type.__name__
-        fields = ", ".join(f for f in command_type.model_fields if f != "kind")
+        name = str(command_type.model_fields["kind"].default)  # the signal's own name
         if len(payloads) != 1 or not isinstance(payloads[0], dict):
             got = f"{len(payloads)} inputs" if len(payloads) != 1 else _json_kind(payloads[0])
             self._refuse(
-                name, None, "InvalidPayload", f"expects one JSON object ({fields}); got {got}"
+                name, None, "InvalidPayload", f"expects {_shape(command_type)}; got {got}"
             )
             return
         try:
