@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -110,7 +109,6 @@ async def enroll(
     task_queue: str,
     clock: ProgrammeClock | None = None,
     continue_as_new_after: int | None = None,
-    start: Callable[..., Awaitable[WorkflowHandle[Any, Any]]] | None = None,
 ) -> Enrolment:
     """Start the firm's journey, unless it already has one (running or ended).
 
@@ -120,7 +118,6 @@ async def enroll(
         task_queue: Task queue of the workers.
         clock: Business clock of the journey (real time by default).
         continue_as_new_after: History length after which the journey continues as new.
-        start: Alternative ``start_workflow`` (e.g. a time-skipping client's).
 
     Returns:
         Whether the journey was started now.
@@ -130,7 +127,7 @@ async def enroll(
     if continue_as_new_after is not None:
         journey_input.continue_as_new_after = continue_as_new_after
     try:
-        await (start or client.start_workflow)(
+        await client.start_workflow(
             FirmJourney.run,
             journey_input,
             id=workflow_id,

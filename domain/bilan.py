@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from domain.calendar import local_date
 from domain.commands import Outcome
-from domain.journey import JourneyState, Stage, VisitStatus
+from domain.journey import JourneyState, Stage
 
 
 class FirmRow(BaseModel):
@@ -159,4 +159,4 @@ def compute_bilan(
     )
 
 
-__all__ = ["Bilan", "FirmRow", "VisitStatus", "compute_bilan", "firm_row"]
+__all__ = ["Bilan", "FirmRow", "compute_bilan", "firm_row"]

@@ -302,8 +302,3 @@ class EventEnvelope(BaseModel):
     stream_version: int = Field(ge=1)
     command_id: str | None = None
     event: AnyEvent
-
-    @property
-    def occurred_at(self) -> datetime:
-        """Business instant of the event."""
-        return self.event.occurred_at

@@ -155,10 +155,9 @@ def expected_stream(prog: Programme, number: int) -> tuple[list[str], JourneySta
 
 @dataclass
 class Counters:
-    """What the driver saw."""
+    """What the driver saw: how often it had to try again."""
 
     retries: int = 0
-    refused: int = 0
 
 
 async def patiently(
@@ -171,8 +170,7 @@ async def patiently(
             return await action()
         except service.Refused as refusal:
             if refusal.rule not in ("Unavailable", "UnknownJourney", "Refused"):
-                counters.refused += 1
-                raise
+                raise  # a rule refused it: a fault must never cause that
             error: Exception = refusal
         except (RPCError, OSError, RuntimeError) as failure:
             error = failure
