@@ -69,9 +69,9 @@ from domain.commands import (
 )
 from domain.money import Money
 from domain.programme import Programme
+from domain.wording import explain
 from worker import run_worker
 from workflows import search
-from workflows.journey import explain
 
 app = typer.Typer(
     help="Corridor: durable follow-up of economic trade missions.",

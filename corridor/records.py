@@ -18,7 +18,7 @@ import io
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -43,6 +43,7 @@ from domain.commands import (
 )
 from domain.money import Money, currency_exponent
 from domain.programme import Firm, Programme
+from domain.wording import plain_problem
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_CELL_CHARS = 2000
@@ -452,22 +453,6 @@ _FIELD_COLUMNS = {"id": "firm_id", "name": "firm_name", "meeting_ids": "meeting_
 """Model fields whose column has another name."""
 
 
-def _plain(error: Mapping[str, Any]) -> str:
-    """A pydantic error in a spreadsheet user's words."""
-    kind = error["type"]
-    context = error.get("ctx") or {}
-    if kind == "string_pattern_mismatch":
-        return (
-            "is not an id: use lower-case letters a-z, digits, '.', '_' or '-' "
-            "(no spaces or accents, at most 63 characters)"
-        )
-    if kind == "string_too_long":
-        return f"longer than {context.get('max_length')} characters"
-    if kind in ("string_too_short", "missing"):
-        return "is required"
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
 def _model(reader: _RowReader, column: str | None, model: type[M], **fields: Any) -> M | None:
     """Build ``model`` from ``fields``, turning validation errors into row errors.
 
@@ -480,7 +465,8 @@ def _model(reader: _RowReader, column: str | None, model: type[M], **fields: Any
         for e in error.errors():
             names = [p for p in e["loc"] if isinstance(p, str)]
             where = names[0] if names else None
-            reader.fail(column or (_FIELD_COLUMNS.get(where, where) if where else None), _plain(e))
+            problem = plain_problem(e)
+            reader.fail(column or (_FIELD_COLUMNS.get(where, where) if where else None), problem)
         return None
 
 

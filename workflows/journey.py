@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         evolve,
         next_deadline,
     )
+    from domain.wording import explain
 
 TIMELINE_KEPT = 200
 COMMAND_IDS_KEPT = 5000
@@ -170,31 +171,6 @@ SIGNALS = (
     "withdraw",
 )
 """Signals (and updates) that carry staff commands."""
-
-
-_EXAMPLES = {"Money": ' such as {"amount": "1000.00", "currency": "USD"}'}
-
-
-def explain(error: ValidationError) -> str:
-    """A validation error in plain words: "field: problem; field: problem"."""
-    problems = []
-    for detail in error.errors():
-        where = ".".join(str(p) for p in detail["loc"])
-        message = detail["msg"].removeprefix("Value error, ")
-        if detail["type"] == "missing":
-            message = "is required"
-        elif detail["type"] == "extra_forbidden":
-            message = "is not a field of this command"
-        elif detail["type"] == "model_type":
-            example = _EXAMPLES.get(str(detail.get("ctx", {}).get("class_name", "")), "")
-            message = f"should be a JSON object{example}"
-        elif detail["type"] == "string_pattern_mismatch":
-            message = (
-                "is not an id: use lower-case letters a-z, digits, '.', '_' or '-' "
-                "(no spaces or accents, at most 63 characters)"
-            )
-        problems.append(f"{where}: {message}" if where else message)
-    return "; ".join(problems)
 
 
 def _shape(command_type: type[Command]) -> str:
