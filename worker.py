@@ -56,7 +56,7 @@ def build_worker(client: Client, store: EventStore, task_queue: str) -> Worker:
         client,
         task_queue=task_queue,
         workflows=[FirmJourney],
-        activities=[activities.store_events],
+        activities=[activities.store_events, activities.find_command],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 

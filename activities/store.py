@@ -249,6 +249,16 @@ class EventStore:
         )
         return {r["stream_id"]: JourneyState.model_validate(r["state"]) for r in rows}
 
+    async def command_version(self, stream_id: str, command_id: str) -> int | None:
+        """Version of the last event that ``command_id`` caused in the stream, or None."""
+        version: int | None = await self.pool.fetchval(
+            "SELECT max(stream_version) FROM events "
+            "WHERE stream_id = $1 AND metadata->>'command_id' = $2",
+            stream_id,
+            command_id,
+        )
+        return version
+
     async def programmes(self) -> list[dict[str, Any]]:
         """Programmes that have journeys, with their names and journey counts."""
         rows = await self.pool.fetch(

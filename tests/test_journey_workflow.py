@@ -57,7 +57,13 @@ from domain.events import EventEnvelope
 from domain.money import Money
 from domain.programme import Firm, Programme
 from tests.conftest import make_programme
-from workflows.journey import FirmJourney, JourneyInput, JourneyView, journey_workflow_id
+from workflows.journey import (
+    FirmJourney,
+    JourneyInput,
+    JourneyView,
+    journey_workflow_id,
+    unpack_state,
+)
 
 LA = ZoneInfo("America/Los_Angeles")
 INTRO = date(2013, 9, 17)  # first day of mission m1 of make_programme
@@ -284,10 +290,11 @@ async def test_full_journey_through_two_cycles(
     [carried] = await client.data_converter.decode(
         started_attributes.input.payloads, [JourneyInput]
     )
-    assert carried.state is not None
-    assert carried.state.cycle == 2
-    assert carried.state.evaluations[1].decision == Decision.RENEW
-    assert carried.state.contracts[0].contract_id == "c1"
+    assert carried.packed_state is not None
+    carried_state = unpack_state(carried.packed_state)
+    assert carried_state.cycle == 2
+    assert carried_state.evaluations[1].decision == Decision.RENEW
+    assert carried_state.contracts[0].contract_id == "c1"
     assert carried.stored_version == renewed.stream_version
     assert carried.unstored == []
     assert carried.clock.real_origin is not None  # same business clock, not restarted

@@ -18,20 +18,33 @@ Read top to bottom, it is the firm's journey of the BRIEF. The rules live in
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import uuid
+import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search
+from workflows.seen import SeenCommands
 
 with workflow.unsafe.imports_passed_through():
-    from activities.journey import JourneyActivities, StoreEventsInput
+    from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+    from activities.api import (
+        FIND_COMMAND,
+        STORE_EVENTS,
+        FindCommandInput,
+        FindCommandResult,
+        StoreEventsInput,
+        StoreEventsResult,
+    )
     from domain.calendar import ProgrammeClock, local_date
     from domain.commands import (
         ArrangeMeeting,
@@ -56,14 +69,44 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.wording import explain
 
-TIMELINE_KEPT = 200
-COMMAND_IDS_KEPT = 5000
-REFUSALS_KEPT = 50
+TIMELINE_KEPT = 50
+"""Timeline entries kept in the workflow (the whole timeline is the event stream)."""
+RECENT_COMMANDS_KEPT = 256
+"""Command ids kept exactly; older ones are recognised through ``SeenCommands``."""
+UPDATES_KEPT = 200
+"""Update ids answered, kept to recognise an update delivered again after continue-as-new."""
+REFUSALS_KEPT = 20
+STORAGE_RETRY_AFTER = timedelta(hours=1)
+"""How long a journey whose events the store refused waits before trying again."""
+
+EVENT_ID_NAMESPACE = uuid.UUID("5b0c6f0e-7d1c-4d0e-9a55-8f2f1c6d0a11")
 
 
 def journey_workflow_id(programme_id: str, firm_id: str) -> str:
     """The journey's workflow id, also its event stream id: ``journey/PROGRAMME/FIRM``."""
     return f"journey/{programme_id}/{firm_id}"
+
+
+def event_id(stream_id: str, version: int, event: Event) -> uuid.UUID:
+    """The id of an event: the same whenever the same event is decided at that place.
+
+    Derived from the stream, the version and the event's content (its recording time
+    aside), so that a retried activity, a replay or a ``temporal workflow reset`` that
+    re-decides the same fact stores it once, while a different fact at a taken version
+    is a conflict the store detects.
+    """
+    content = event.model_dump_json(exclude={"recorded_at"})
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{stream_id}\n{version}\n{content}")
+
+
+def pack_state(state: JourneyState) -> str:
+    """A journey's state, compressed, as text (what continue-as-new carries)."""
+    return base64.b64encode(zlib.compress(state.model_dump_json().encode(), 9)).decode()
+
+
+def unpack_state(packed: str) -> JourneyState:
+    """The state packed by :func:`pack_state`."""
+    return JourneyState.model_validate_json(zlib.decompress(base64.b64decode(packed)))
 
 
 class TimelineEntry(BaseModel):
@@ -102,29 +145,41 @@ class CommandResult(BaseModel):
 class JourneyInput(BaseModel):
     """Input of ``FirmJourney``, also what it carries across continue-as-new.
 
+    Everything carried is bounded in bytes, whatever the number of commands: the state
+    is compressed, command ids are kept exactly for the latest ones only and otherwise
+    in a fixed-size filter (``workflows.seen``), timeline and refusals are the latest.
+
     Attributes:
         enrollment: The command that enrolled the firm.
         clock: Maps Temporal's clock to the programme's business clock.
         continue_as_new_after: History length after which the journey continues as new.
-        state: The journey's state (None on the first run).
+        packed_state: The journey's state, packed (None on the first run).
         unstored: Events not stored in the event store yet.
         stored_version: The stream's version in the event store.
-        command_ids: Ids of commands already applied (idempotency), oldest first.
-        answers: Answers already given, by update id and command id.
+        recent_commands: Latest command ids applied, with their last event's version.
+        seen_filter: Every command id applied, as a packed filter.
+        recent_updates: Latest update ids answered, with the version they answered.
         refusals: The latest refused signals.
         timeline: The latest timeline entries.
+        state: Earlier form of ``packed_state`` (runs started by older versions).
+        command_ids: Earlier form of ``recent_commands``.
+        answers: Earlier form of ``recent_updates``.
     """
 
     enrollment: EnrollFirm
     clock: ProgrammeClock = Field(default_factory=ProgrammeClock)
     continue_as_new_after: int = Field(default=10_000, ge=50)
-    state: JourneyState | None = None
+    packed_state: str | None = None
     unstored: list[EventEnvelope] = Field(default_factory=list)
     stored_version: int = 0
-    command_ids: list[str] = Field(default_factory=list)
-    answers: dict[str, CommandResult] = Field(default_factory=dict)
+    recent_commands: dict[str, int] = Field(default_factory=dict)
+    seen_filter: str | None = None
+    recent_updates: dict[str, int] = Field(default_factory=dict)
     refusals: list[Refusal] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    state: JourneyState | None = None
+    command_ids: list[str] = Field(default_factory=list)
+    answers: dict[str, CommandResult] = Field(default_factory=dict)
 
 
 class JourneyView(BaseModel):
@@ -138,6 +193,7 @@ class JourneyView(BaseModel):
     unstored: int
     refusals: list[Refusal]
     clock: ProgrammeClock
+    storage_problem: str | None = None
 
 
 class ClockChange(BaseModel):
@@ -157,8 +213,9 @@ _STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["ConcurrencyError"],
 )
+"""Transient errors are retried for as long as they last; data errors are not retried
+(the activity raises them non-retryable) and block the journey's storage visibly."""
 
 
 SIGNALS = (
@@ -179,6 +236,11 @@ def _shape(command_type: type[Command]) -> str:
     required = ", ".join(k for k, v in fields.items() if v.is_required())
     optional = ", ".join(k for k, v in fields.items() if not v.is_required())
     return f"one JSON object{' with ' + required if required else ''} (optional: {optional})"
+
+
+def _signal_name(command_type: type[Command]) -> str:
+    """The signal (and update) name of a command type, e.g. ``request_meeting``."""
+    return str(command_type.model_fields["kind"].default)
 
 
 def _json_kind(value: Any) -> str:
@@ -202,16 +264,36 @@ class FirmJourney:
     def __init__(self, input: JourneyInput) -> None:
         self._input = input
         self._clock = input.clock.anchored(workflow.now())
-        self._state: JourneyState | None = input.state
+        self._state: JourneyState | None = (
+            unpack_state(input.packed_state) if input.packed_state else input.state
+        )
         self._unstored: list[EventEnvelope] = list(input.unstored)
         self._stored_version = input.stored_version
-        self._command_ids: dict[str, None] = dict.fromkeys(input.command_ids)
+        # States after each unstored event, and the commands that caused them: what a
+        # journey needs to adopt the event store's record (see _adopt).
+        self._stored_state: JourneyState | None = (
+            self._state if not self._unstored else None
+        )
+        self._pending_states: dict[int, JourneyState] = {}
+        self._decided_by: dict[int, Command] = {}
+        self._seen = SeenCommands(
+            input.recent_commands, input.seen_filter, keep=RECENT_COMMANDS_KEPT
+        )
+        for command_id in input.command_ids:  # runs carried by an older version
+            known = input.answers.get(command_id)
+            self._seen.add(command_id, known.stream_version if known else input.stored_version)
+        self._updates: dict[str, int] = dict(input.recent_updates)
+        self._updates.update({k: v.stream_version for k, v in input.answers.items()})
+        self._checking: set[str] = set()
+        self._lookups = 0
+        self._lookup_tasks: set[asyncio.Task[None]] = set()
         self._refusals = list(input.refusals)
         self._timeline = list(input.timeline)
-        self._answers: dict[str, CommandResult] = dict(input.answers)
-        self._start_cycle = input.state.cycle if input.state else 1
+        self._start_cycle = self._state.cycle if self._state else 1
         self._woken = False
         self._search_values: dict[str, Any] = {}
+        self._storage_problem: str | None = None
+        self._retry_storage = False
         self._refused_enrollment: DomainError | None = None
         if self._state is None:
             # Recorded here, not in run(): updates of the first workflow task are
@@ -229,6 +311,8 @@ class FirmJourney:
         if self._refused_enrollment is not None:
             error = self._refused_enrollment
             raise ApplicationError(str(error), type=error.rule, non_retryable=True)
+        if workflow.patched("describe-each-run"):
+            self._describe()  # each run shows its details from its first task on
         while True:
             self._catch_up()
             await self._store_pending()
@@ -236,18 +320,22 @@ class FirmJourney:
                 continue
             state = self._journey
             if state.is_over:
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(self._settled)
                 if not self._unstored:
                     break
                 continue
             if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(self._settled)
                 if not self._unstored:
                     workflow.continue_as_new(self._carried())
                 continue
             await self._sleep_until(next_deadline(state))
         self._describe()
         return JourneySummary(stage=self._journey.stage.value, stream_version=self._stored_version)
+
+    def _settled(self) -> bool:
+        """No handler running and no signal waiting for a look-up in the event store."""
+        return workflow.all_handlers_finished() and self._lookups == 0
 
     async def _sleep_until(self, deadline: Deadline | None) -> None:
         """Wait for the next deadline, or for a command that recorded new events."""
@@ -264,28 +352,98 @@ class FirmJourney:
             )
 
     async def _store_pending(self) -> None:
-        """Store the events recorded so far in the event store (retried until it works)."""
+        """Store the events recorded so far in the event store.
+
+        Transient failures are retried by the activity's retry policy for as long as
+        they last. Data the store refuses blocks storage visibly (status, details, the
+        ``CorridorStorageBlocked`` search attribute) until an operator signals
+        ``retry_storage`` or an hour has passed.
+        """
         if not self._unstored:
             return
         batch = list(self._unstored)
         try:
-            result = await workflow.execute_activity_method(
-                JourneyActivities.store_events,
+            result = await workflow.execute_activity(
+                STORE_EVENTS,
                 StoreEventsInput(
                     stream_id=workflow.info().workflow_id,
                     expected_version=batch[0].stream_version - 1,
                     events=batch,
                 ),
+                result_type=StoreEventsResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_STORE_RETRY,
                 summary=_store_summary(batch),
             )
-        except Exception as error:
-            # A conflict in the stream needs a person: fail the task (the workflow
-            # stays open, visible in the UI) rather than the years-long journey.
-            raise RuntimeError(f"cannot store events: {error}") from error
-        self._unstored = self._unstored[len(batch) :]
-        self._stored_version = result.stream_version
+        except ActivityError as error:
+            await self._storage_blocked(str(error.cause or error))
+            return
+        last = batch[-1].stream_version
+        if result.recorded:
+            self._adopt(result.recorded_after, result.recorded)
+        else:
+            self._stored(last)
+        self._describe()
+
+    def _stored(self, version: int) -> None:
+        """Events up to ``version`` are in the event store."""
+        self._unstored = [e for e in self._unstored if e.stream_version > version]
+        self._stored_state = self._pending_states.get(version, self._stored_state)
+        self._pending_states = {v: s for v, s in self._pending_states.items() if v > version}
+        self._decided_by = {v: c for v, c in self._decided_by.items() if v > version}
+        self._stored_version = version
+
+    def _adopt(self, after: int, recorded: list[EventEnvelope]) -> None:
+        """Take the event store's record of the stream after version ``after``.
+
+        The store is the record of what happened: after a reset, the journey re-decides
+        events that were already stored, perhaps differently (a command reapplied in
+        another order among the deadlines). It folds what the store holds and decides
+        again only the commands the record does not have.
+        """
+        if after > self._stored_version:
+            self._stored(after)  # the batch was stored as decided; the record goes on
+        base = self._stored_state
+        assert base is not None and base.stream_version == after
+        recorded_commands = {e.command_id for e in recorded if e.command_id}
+        redo: list[Command] = []
+        for version in sorted(self._decided_by):
+            command = self._decided_by[version]
+            if command.command_id not in recorded_commands and command not in redo:
+                redo.append(command)
+        state = base
+        for envelope in recorded:
+            state = evolve(state, envelope.event)
+            if envelope.command_id:
+                self._seen.add(envelope.command_id, envelope.stream_version)
+        self._state = state
+        self._unstored, self._pending_states, self._decided_by = [], {}, {}
+        self._stored_state = state
+        self._stored_version = state.stream_version
+        self._timeline = [e for e in self._timeline if e.version <= after]
+        self._timeline += [self._entry(e.stream_version, e.event) for e in recorded]
+        workflow.logger.warning(
+            "adopted %d recorded events after version %d (%d commands decided again)",
+            len(recorded),
+            after,
+            len(redo),
+        )
+        for command in redo:
+            self._apply(_signal_name(type(command)), command)
+
+    async def _storage_blocked(self, problem: str) -> None:
+        """Show that the store refuses this journey's events; wait, then try again."""
+        self._storage_problem = problem
+        self._retry_storage = False
+        workflow.logger.error("event store refused the journey's events: %s", problem)
+        self._describe()
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._retry_storage,
+                timeout=STORAGE_RETRY_AFTER,
+                timeout_summary="retry storing events",
+            )
+        self._storage_problem = None
         self._describe()
 
     def _should_continue_as_new(self) -> bool:
@@ -301,11 +459,12 @@ class FirmJourney:
             enrollment=self._input.enrollment,
             clock=self._clock,
             continue_as_new_after=self._input.continue_as_new_after,
-            state=self._state,
+            packed_state=pack_state(self._journey),
             unstored=self._unstored,
             stored_version=self._stored_version,
-            command_ids=list(self._command_ids)[-COMMAND_IDS_KEPT:],
-            answers=self._answers,
+            recent_commands=self._seen.recent,
+            seen_filter=self._seen.packed(),
+            recent_updates=dict(list(self._updates.items())[-UPDATES_KEPT:]),
             refusals=self._refusals[-REFUSALS_KEPT:],
             timeline=self._timeline[-TIMELINE_KEPT:],
         )
@@ -427,6 +586,11 @@ class FirmJourney:
         """Raw-JSON form of ``withdraw``."""
         self._signal(Withdraw, payloads)
 
+    @workflow.signal
+    def retry_storage(self) -> None:
+        """Try storing the journey's events again now (after the store was fixed)."""
+        self._retry_storage = True
+
     @workflow.signal(dynamic=True)
     def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
         """Any other signal name: kept in the refusals list, never applied."""
@@ -437,9 +601,12 @@ class FirmJourney:
 
     @workflow.query
     def applied(self, command_id: str) -> bool:
-        """Whether a command with this id was applied (also on an ended journey)."""
-        return command_id in self._command_ids
+        """Whether a command with this id is among the latest applied (also once ended).
 
+        Exact for the latest ``RECENT_COMMANDS_KEPT`` commands; older ones are known to
+        the event store (``EventStore.command_version``).
+        """
+        return self._seen.version(command_id) is not None
 
     @workflow.query
     def state(self) -> JourneyView:
@@ -454,6 +621,7 @@ class FirmJourney:
             unstored=len(self._unstored),
             refusals=self._refusals,
             clock=self._clock,
+            storage_problem=self._storage_problem,
         )
 
     @workflow.query
@@ -482,8 +650,15 @@ class FirmJourney:
             self._record(events, None)
 
     def _validate(self, command: Command) -> None:
-        """Refuse the command (before anything is written) if it breaks a rule."""
-        if self._seen(command):
+        """Refuse the command (before anything is written) if it breaks a rule.
+
+        A command that may have been applied already is let through: its handler
+        answers "already recorded" from the journey's or the event store's record.
+        """
+        update = workflow.current_update_info()
+        if update is not None and update.id in self._updates:
+            return
+        if command.command_id is not None and self._seen.may_have_seen(command.command_id):
             return
         caught_up, _ = due_events(self._journey, self._now())
         try:
@@ -491,27 +666,62 @@ class FirmJourney:
         except DomainError as error:
             raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
 
-    def _seen(self, command: Command) -> bool:
-        """True for an update already answered, or a command id already applied.
+    async def _applied_version(self, command_id: str | None) -> int | None:
+        """The version of the last event of an already applied command, else None.
 
-        Temporal dedupes update ids within one run only: across continue-as-new it may
-        deliver an update again.
+        Recent commands are known exactly; an older one the filter may have seen is
+        looked up in the event store, which records every command id.
         """
-        update = workflow.current_update_info()
-        return (update is not None and update.id in self._answers) or (
-            command.command_id is not None and command.command_id in self._command_ids
-        )
+        if command_id is None:
+            return None
+        await workflow.wait_condition(lambda: command_id not in self._checking)
+        version = self._seen.version(command_id)
+        if version is not None or not self._seen.may_have_seen(command_id):
+            return version
+        self._checking.add(command_id)
+        try:
+            found = await workflow.execute_activity(
+                FIND_COMMAND,
+                FindCommandInput(stream_id=workflow.info().workflow_id, command_id=command_id),
+                result_type=FindCommandResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_STORE_RETRY,
+                summary=f"look up command {command_id}",
+            )
+        finally:
+            self._checking.discard(command_id)
+        stored: int | None = found.stream_version
+        if stored is not None:
+            self._seen.add(command_id, stored)
+        return stored
+
+    async def _already(self, version: int, update_id: str | None) -> CommandResult:
+        """Answer a command applied before: once its events are stored, nothing new."""
+        await workflow.wait_condition(lambda: self._stored_version >= version)
+        self._remember_update(update_id, version)
+        return CommandResult(duplicate=True, stream_version=version)
+
+    def _remember_update(self, update_id: str | None, version: int) -> None:
+        if update_id is None:
+            return
+        self._updates[update_id] = version
+        while len(self._updates) > UPDATES_KEPT:
+            self._updates.pop(next(iter(self._updates)))
 
     async def _execute(self, command: Command) -> CommandResult:
-        """Apply a validated command; return once its events are stored."""
+        """Apply a validated command; return once its events are stored.
+
+        A command repeated (same update id, or same command id however long ago) gets
+        "already recorded" and changes nothing; it never waits for an answer that is
+        gone.
+        """
         update = workflow.current_update_info()
-        if update is not None and update.id in self._answers:
-            return self._answers[update.id]
-        if command.command_id is not None and command.command_id in self._command_ids:
-            command_id = command.command_id
-            await workflow.wait_condition(lambda: command_id in self._answers)
-            known = self._answers[command_id]
-            return CommandResult(duplicate=True, stream_version=known.stream_version)
+        update_id = update.id if update is not None else None
+        if update_id is not None and update_id in self._updates:
+            return await self._already(self._updates[update_id], update_id)
+        known = await self._applied_version(command.command_id)
+        if known is not None:
+            return await self._already(known, update_id)
         self._catch_up()
         first = self._journey.stream_version + 1
         try:
@@ -521,20 +731,11 @@ class FirmJourney:
         self._record(events, command)
         version = self._journey.stream_version
         await workflow.wait_condition(lambda: self._stored_version >= version)
-        result = CommandResult(
+        self._remember_update(update_id, version)
+        return CommandResult(
             stream_version=version,
             events=[e.summary for e in self._timeline if first <= e.version <= version],
         )
-        self._answer(result, update.id if update else None, command.command_id)
-        return result
-
-    def _answer(self, result: CommandResult, *keys: str | None) -> None:
-        """Keep a command's answer under its update id and command id (bounded)."""
-        for key in keys:
-            if key is not None:
-                self._answers[key] = result
-        while len(self._answers) > COMMAND_IDS_KEPT:
-            self._answers.pop(next(iter(self._answers)))
 
     def _signal(self, command_type: type[Command], payloads: tuple[Any, ...]) -> None:
         """Apply a command sent by signal, or keep it in the refusals list.
@@ -542,7 +743,7 @@ class FirmJourney:
         Whatever arrives (no input, several inputs, any JSON), the journey never fails
         on a signal: a payload it cannot use is refused with the reason.
         """
-        name = str(command_type.model_fields["kind"].default)  # the signal's own name
+        name = _signal_name(command_type)
         if len(payloads) != 1 or not isinstance(payloads[0], dict):
             got = f"{len(payloads)} inputs" if len(payloads) != 1 else _json_kind(payloads[0])
             self._refuse(
@@ -554,8 +755,28 @@ class FirmJourney:
         except ValidationError as error:
             self._refuse(name, None, "InvalidPayload", explain(error))
             return
-        if command.command_id is not None and command.command_id in self._command_ids:
+        command_id = command.command_id
+        if command_id is not None and (
+            command_id in self._checking or self._seen.may_have_seen(command_id)
+        ):
+            if self._seen.version(command_id) is None:
+                self._lookups += 1
+                task = asyncio.create_task(self._signal_after_lookup(name, command))
+                self._lookup_tasks.add(task)
+                task.add_done_callback(self._lookup_tasks.discard)
             return
+        self._apply(name, command)
+
+    async def _signal_after_lookup(self, name: str, command: Command) -> None:
+        """Apply a signalled command the filter may have seen, unless the store has it."""
+        try:
+            if await self._applied_version(command.command_id) is None:
+                self._apply(name, command)
+        finally:
+            self._lookups -= 1
+
+    def _apply(self, name: str, command: Command) -> None:
+        """Decide a command now and record its events, or keep it in the refusals."""
         self._catch_up()
         try:
             events = decide(self._journey, command, self._now())
@@ -563,11 +784,6 @@ class FirmJourney:
             self._refuse(name, command.command_id, error.rule, str(error))
             return
         self._record(events, command)
-        version = self._journey.stream_version
-        self._answer(
-            CommandResult(stream_version=version, events=[e.summary() for e in events]),
-            command.command_id,
-        )
 
     def _refuse(self, command: str, command_id: str | None, rule: str, message: str) -> None:
         self._refusals.append(
@@ -579,34 +795,37 @@ class FirmJourney:
         workflow.logger.warning("signal refused: %s: %s", rule, message)
         self._describe()
 
+    def _entry(self, version: int, event: Event) -> TimelineEntry:
+        return TimelineEntry(
+            version=version,
+            type=type(event).__name__,
+            occurred_at=event.occurred_at,
+            summary=event.summary(),
+        )
+
     def _record(self, events: list[Event], command: Command | None) -> None:
         """Fold events into the state and queue them for the event store."""
         stream_id = workflow.info().workflow_id
         command_id = command.command_id if command else None
         for event in events:
             self._state = evolve(self._state, event)
+            version = self._state.stream_version
             self._unstored.append(
                 EventEnvelope(
-                    event_id=workflow.uuid4(),
+                    event_id=event_id(stream_id, version, event),
                     stream_id=stream_id,
-                    stream_version=self._state.stream_version,
+                    stream_version=version,
                     command_id=command_id,
                     event=event,
                 )
             )
-            self._timeline.append(
-                TimelineEntry(
-                    version=self._state.stream_version,
-                    type=type(event).__name__,
-                    occurred_at=event.occurred_at,
-                    summary=event.summary(),
-                )
-            )
+            self._pending_states[version] = self._state
+            if command is not None and not isinstance(command, EnrollFirm):
+                self._decided_by[version] = command
+            self._timeline.append(self._entry(version, event))
         self._timeline = self._timeline[-TIMELINE_KEPT:]
-        if command_id is not None:
-            self._command_ids[command_id] = None
-            if len(self._command_ids) > COMMAND_IDS_KEPT:
-                self._command_ids.pop(next(iter(self._command_ids)))
+        if command_id is not None and self._state is not None:
+            self._seen.add(command_id, self._state.stream_version)
         self._describe()
 
     def _describe(self) -> None:
@@ -634,6 +853,12 @@ class FirmJourney:
                 for e in self._timeline[-5:]
             ),
         ]
+        if self._storage_problem:
+            lines += [
+                "",
+                f"**Storage blocked**: {self._storage_problem} (retried within the hour, "
+                "or at once by the `retry_storage` signal)",
+            ]
         if self._refusals:
             last = self._refusals[-1]
             lines += ["", f"Last refused signal: {last.command}: {last.message}"]
@@ -655,6 +880,7 @@ class FirmJourney:
             partners=sorted({m.partner_id for m in state.meetings.values() if m.partner_id}),
             decision=(latest.decision or "pending") if latest else None,
             result_overdue=any(m.overdue and m.outcome is None for m in state.meetings.values()),
+            storage_blocked=self._storage_problem is not None,
         )
         changes = search.updates(self._search_values, current)
         if changes:

@@ -36,6 +36,8 @@ DECISION = SearchAttributeKey.for_keyword("CorridorDecision")
 """The latest evaluation decision: renew, close, or pending while awaited."""
 RESULT_OVERDUE = SearchAttributeKey.for_bool("CorridorResultOverdue")
 """True while a meeting's result is overdue."""
+STORAGE_BLOCKED = SearchAttributeKey.for_bool("CorridorStorageBlocked")
+"""True while the event store refuses the journey's events (a data error to look at)."""
 
 ALL: Sequence[SearchAttributeKey[Any]] = (
     PROGRAMME,
@@ -49,6 +51,7 @@ ALL: Sequence[SearchAttributeKey[Any]] = (
     PARTNERS,
     DECISION,
     RESULT_OVERDUE,
+    STORAGE_BLOCKED,
 )
 
 _TYPE_NAMES = {
@@ -108,6 +111,7 @@ def values(
     partners: list[str],
     decision: str | None,
     result_overdue: bool,
+    storage_blocked: bool = False,
 ) -> dict[str, Any]:
     """The attributes' values by name, from a journey's facts."""
     return {
@@ -122,4 +126,5 @@ def values(
         PARTNERS.name: partners or None,
         DECISION.name: decision,
         RESULT_OVERDUE.name: result_overdue,
+        STORAGE_BLOCKED.name: True if storage_blocked else None,
     }
