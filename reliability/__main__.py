@@ -24,6 +24,8 @@ from reliability.scenarios import (
     Outcome,
     appends_out_of_order,
     burst_during_continue_as_new,
+    journeys_reset,
+    many_commands,
     postgres_stopped,
     temporal_restarted,
     worker_killed,
@@ -45,6 +47,8 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
             ("temporal", lambda p: temporal_restarted(6, p)),
             ("burst", lambda p: burst_during_continue_as_new(40, p, bursts=2)),
             ("appends", lambda p: appends_out_of_order(20, p)),
+            ("reset", lambda p: journeys_reset(8, p)),
+            ("commands", lambda p: many_commands(600, p, continue_as_new_after=200)),
         ]
     return [
         ("worker", lambda p: worker_killed(50, p)),
@@ -52,6 +56,8 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
         ("temporal", lambda p: temporal_restarted(20, p)),
         ("burst", lambda p: burst_during_continue_as_new(80, p, bursts=3)),
         ("appends", lambda p: appends_out_of_order(50, p)),
+        ("reset", lambda p: journeys_reset(20, p)),
+        ("commands", lambda p: many_commands(10_000, p)),
     ]
 
 

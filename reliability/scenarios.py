@@ -21,14 +21,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from datetime import time as dt_time
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from activities.store import EventStore
 from corridor import service
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from domain.calendar import ProgrammeClock, zone
 from domain.commands import Command, RequestMeeting
 from domain.events import EventEnvelope
 from domain.journey import decide, evolve
@@ -231,7 +237,12 @@ Fault = Callable[[TemporalDevServer, EmbeddedPostgres], Awaitable[None]]
 
 
 async def _fault_mid_run(
-    outcome: Outcome, prefix: str, fault: Fault, *, temporal_db: bool = False
+    outcome: Outcome,
+    prefix: str,
+    fault: Fault,
+    *,
+    temporal_db: bool = False,
+    on_start: Callable[[Client, str], object] | None = None,
 ) -> Outcome:
     """Play ``outcome.journeys`` firms with an in-process worker while ``fault`` runs."""
     started = time.monotonic()
@@ -244,6 +255,8 @@ async def _fault_mid_run(
                 running = asyncio.create_task(worker.run())
                 prog = workload.programme(f"{prefix}-{uuid.uuid4().hex[:6]}")
                 counters = workload.Counters()
+                if on_start is not None:
+                    on_start(client, prog.id)
                 try:
                     await asyncio.gather(
                         fault(temporal, postgres),
@@ -501,3 +514,223 @@ async def _postgres_only() -> AsyncIterator[str]:
         yield dsn
     finally:
         await postgres.stop()
+
+
+# ------------------------------------------------------------ journeys reset
+
+
+async def _reset_current_run(client: Client, workflow_id: str, rng: random.Random) -> bool:
+    """Reset a journey's current run to a random completed workflow task, mid-run.
+
+    Signals and updates received after that point are reapplied, as
+    ``temporal workflow reset`` does by default. Returns False when the run has no
+    point to reset to yet.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return False
+    history = await handle.fetch_history()
+    points = [
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ]
+    if len(points) < 2:
+        return False
+    point = rng.choice(points[: max(1, len(points) - 1)])
+    await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(
+                workflow_id=workflow_id, run_id=description.run_id
+            ),
+            reason="reliability: reset to a random point mid-run",
+            workflow_task_finish_event_id=point,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    return True
+
+
+async def journeys_reset(journeys: int, progress: Progress, seed: int = 11) -> Outcome:
+    """Each journey is reset (``temporal workflow reset``) to a random point mid-run.
+
+    The reset journey re-decides what it had decided after that point: events decided
+    the same way get the same ids and are stored once; where it decides differently,
+    it adopts the event store's record. Every journey must complete with exactly the
+    events the domain predicts.
+    """
+    outcome = Outcome(f"{journeys} journeys reset to a random point mid-run", journeys=journeys)
+    rng = random.Random(seed)
+
+    async def reset_them(_temporal: TemporalDevServer, _postgres: EmbeddedPostgres) -> None:
+        client = clients[0]
+        pending = list(range(journeys))
+        rng.shuffle(pending)
+        await asyncio.sleep(1.0)
+        while pending:
+            number = pending.pop()
+            workflow_id = f"journey/{prog_ids[0]}/{workload.firm_id(number)}"
+            try:
+                reset = await _reset_current_run(client, workflow_id, rng)
+            except RPCError as error:  # the journey may have ended meanwhile
+                outcome.notes.append(f"{workflow_id}: not reset ({error.message})")
+                continue
+            if reset:
+                outcome.faults += 1
+                progress(f"reset {workflow_id} ({outcome.faults} of {journeys})")
+            else:
+                outcome.notes.append(f"{workflow_id}: not reset (not running, or just begun)")
+            await asyncio.sleep(rng.uniform(0.05, 0.4))
+
+    clients: list[Client] = []
+    prog_ids: list[str] = []
+
+    def remember(client: Client, programme_id: str) -> None:
+        clients.append(client)
+        prog_ids.append(programme_id)
+
+    return await _fault_mid_run(outcome, "reset", reset_them, on_start=remember)
+
+
+# ------------------------------------------------- 10,000 commands on one journey
+
+CARRIED_BYTES_BOUND = 256 * 1024
+"""What a journey carries across continue-as-new stays under this (Temporal refuses
+payloads over 2 MiB and warns from 512 KiB)."""
+
+
+async def _carried_sizes(client: Client, workflow_id: str) -> list[int]:
+    """Bytes of the input each run of a workflow started with, from its first run on."""
+    handle = client.get_workflow_handle(workflow_id)
+    history = await handle.fetch_history()
+    run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id
+    sizes: list[int] = []
+    next_run: str | None = run_id
+    while next_run:
+        run = client.get_workflow_handle(workflow_id, run_id=next_run)
+        events = (await run.fetch_history()).events
+        started = events[0].workflow_execution_started_event_attributes
+        sizes.append(sum(p.ByteSize() for p in started.input.payloads))
+        last = events[-1]
+        next_run = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+            else None
+        )
+    return sizes
+
+
+async def many_commands(
+    commands: int,
+    progress: Progress,
+    repeats: int = 100,
+    continue_as_new_after: int | None = None,
+) -> Outcome:
+    """One journey receives ``commands`` commands, then old ones are sent again.
+
+    Meetings are requested, arranged and their results recorded, by signal in waves,
+    so that the journey continues as new many times. The first ``repeats`` commands,
+    long evicted from the journey's exact memory, are then sent again as updates: each
+    must be answered "already recorded" at once, writing nothing. What each run
+    carried must stay under :data:`CARRIED_BYTES_BOUND`.
+    """
+    meetings = max(1, commands // 3)
+    outcome = Outcome(f"{meetings * 3} commands on one journey", journeys=1)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        async with servers(Path(tmp)) as (temporal, _postgres, dsn):
+            client = await _connect(temporal)
+            task_queue = f"faults-{uuid.uuid4()}"
+            async with EventStore.connect(dsn) as store:
+                worker = build_worker(client, store, task_queue)
+                running = asyncio.create_task(worker.run())
+                try:
+                    prog = workload.programme(f"many-{uuid.uuid4().hex[:6]}")
+                    enrol = workload.enrolment(prog, 0)
+                    day = enrol.occurred_on
+                    assert day is not None
+                    clock = ProgrammeClock(
+                        business_origin=datetime.combine(day, dt_time(12), tzinfo=zone(workload.TZ))
+                    )
+                    await service.enroll(
+                        client,
+                        enrol,
+                        task_queue=task_queue,
+                        clock=clock,
+                        continue_as_new_after=continue_as_new_after,
+                    )
+                    firm = enrol.firm.id
+                    handle = service.journey_handle(client, prog.id, firm)
+                    scheduled = datetime.combine(day, dt_time(9), tzinfo=zone(workload.TZ))
+
+                    def wave(step: int, i: int) -> tuple[str, dict[str, object]]:
+                        meeting = f"m-{i:05d}"
+                        command_id = f"many-{step}-{i:05d}"
+                        if step == 0:
+                            return "request_meeting", {
+                                "meeting_id": meeting, "counterpart": "Apple",
+                                "command_id": command_id,
+                            }
+                        if step == 1:
+                            return "arrange_meeting", {
+                                "meeting_id": meeting, "partner_id": "labizfed",
+                                "scheduled_at": scheduled.isoformat(), "command_id": command_id,
+                            }
+                        return "record_meeting_result", {
+                            "meeting_id": meeting, "outcome": "neutral", "command_id": command_id,
+                        }
+
+                    chunk = 250
+                    sent = 0
+                    for first in range(0, meetings, chunk):
+                        numbers = range(first, min(first + chunk, meetings))
+                        for step in range(3):
+                            await asyncio.gather(
+                                *(handle.signal(*wave(step, i)) for i in numbers)
+                            )
+                            sent += len(numbers)
+                            await service.sync(client, prog.id, firm)
+                        progress(f"{sent} of {meetings * 3} commands sent")
+                    before = await store.stream_version(handle.id)
+                    answers = []
+                    for i in range(min(repeats, meetings)):
+                        _, payload = wave(0, i)
+                        answers.append(
+                            await service.send(
+                                client, prog.id, firm, RequestMeeting.model_validate(payload)
+                            )
+                        )
+                    after = await store.stream_version(handle.id)
+                    outcome.events_expected = 1 + 3 * meetings
+                    outcome.events_found = after
+                    outcome.losses = max(0, outcome.events_expected - before)
+                    outcome.duplicates = (after - before) + sum(
+                        1 for a in answers if not a.duplicate
+                    )
+                    rows = await store.pool.fetch(
+                        "SELECT stream_version FROM events WHERE stream_id = $1 "
+                        "ORDER BY stream_version",
+                        handle.id,
+                    )
+                    outcome.gaps = sum(
+                        1 for i, r in enumerate(rows, 1) if r["stream_version"] != i
+                    )
+                    sizes = await _carried_sizes(client, handle.id)
+                    outcome.faults = len(sizes) - 1  # runs continued as new
+                    largest = max(sizes[1:], default=0)
+                    outcome.notes.append(
+                        f"{len(sizes)} runs; largest input carried across continue-as-new "
+                        f"{largest / 1024:.0f} KiB (bound {CARRIED_BYTES_BOUND // 1024} KiB); "
+                        f"{len(answers)} old commands sent again, all 'already recorded'"
+                        if all(a.duplicate for a in answers)
+                        else f"{sum(not a.duplicate for a in answers)} repeats recorded again"
+                    )
+                    if largest <= CARRIED_BYTES_BOUND and outcome.duplicates == 0:
+                        outcome.journeys_completed = 1
+                finally:
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+    outcome.seconds = time.monotonic() - started
+    return outcome

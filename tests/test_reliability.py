@@ -12,6 +12,8 @@ from reliability.scenarios import (
     Outcome,
     appends_out_of_order,
     burst_during_continue_as_new,
+    journeys_reset,
+    many_commands,
     postgres_stopped,
     temporal_restarted,
     worker_killed,
@@ -52,3 +54,13 @@ async def test_a_catch_up_reader_never_skips_an_event_of_concurrent_appends() ->
     _assert_nothing_lost(outcome)
     # The control shows the hazard the store's lock prevents.
     assert "skipped 1 event" in outcome.notes[0]
+
+
+async def test_journeys_reset_mid_run_complete_with_every_event_stored_once() -> None:
+    _assert_nothing_lost(await journeys_reset(5, _quiet))
+
+
+async def test_many_commands_keep_what_continue_as_new_carries_bounded() -> None:
+    outcome = await many_commands(600, _quiet, repeats=40, continue_as_new_after=200)
+    _assert_nothing_lost(outcome)  # faults: the runs continued as new
+    assert "all 'already recorded'" in outcome.notes[0], outcome
