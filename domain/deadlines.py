@@ -8,7 +8,8 @@ figures are the default policy).
 
 ``next_deadline(state)`` is the journey's earliest pending deadline; ``due_events(state,
 now)`` fires, in order, every deadline up to ``now`` and folds the events it records.
-``domain.journey.decide`` decides on a state with these events folded in.
+``domain.journey.decide`` decides on a state with these events folded in, and checks it
+(``require_deadlines_folded``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def evaluation_due_on(state: JourneyState) -> date:
 
 
 # ---------------------------------------------------------------------- deadlines
+
+
+class DeadlinesNotFolded(AssertionError):
+    """A programming error: a command was decided on a state that lags behind ``now``.
+
+    Not a ``DomainError``: no command is at fault, the caller forgot to fold
+    ``due_events(state, now)`` first. In a workflow it fails the workflow task (retried
+    once the code is fixed) instead of refusing the command.
+    """
 
 
 class DeadlineKind(StrEnum):
@@ -218,3 +228,23 @@ def due_events(state: JourneyState, now: datetime) -> tuple[JourneyState, list[E
             state = evolve(state, event)
             events.append(event)
     return state, events
+
+
+def require_deadlines_folded(state: JourneyState, now: datetime) -> None:
+    """Check that every deadline of the journey up to ``now`` is folded into ``state``.
+
+    Args:
+        state: The journey's state.
+        now: The business instant (aware) at which a command is decided.
+
+    Raises:
+        DeadlinesNotFolded: A deadline falls due at or before ``now`` and is still
+            pending (fold ``due_events(state, now)`` first).
+    """
+    deadline = next_deadline(state)
+    if deadline is not None and deadline.at <= now:
+        raise DeadlinesNotFolded(
+            f"decided at {now.isoformat()} on a state at stream version "
+            f"{state.stream_version} whose deadline '{deadline.description}' "
+            f"({deadline.at.isoformat()}) has fallen due: fold due_events(state, now) first"
+        )

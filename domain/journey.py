@@ -35,10 +35,12 @@ from domain.commands import (
 from domain.deadlines import (
     Deadline,
     DeadlineKind,
+    DeadlinesNotFolded,
     cycle_started_on,
     due_events,
     evaluation_due_on,
     next_deadline,
+    require_deadlines_folded,
     visit_due_on,
     visit_window,
 )
@@ -71,6 +73,7 @@ from domain.state import JourneyState, MeetingState, Stage, VisitStatus, evolve,
 __all__ = [
     "Deadline",
     "DeadlineKind",
+    "DeadlinesNotFolded",
     "JourneyState",
     "Stage",
     "VisitStatus",
@@ -90,18 +93,22 @@ def decide(state: JourneyState | None, command: Command, now: datetime) -> list[
         command: The command to decide.
         now: The business instant (aware) at which the command is decided; the
             journey's own deadlines up to ``now`` must already be folded into ``state``
-            (see ``due_events``).
+            (``state, _ = due_events(state, now)``): the rules see what the calendar
+            recorded before the command.
 
     Returns:
         The events the command causes (never empty).
 
     Raises:
         DomainError: The command breaks a rule; nothing is changed.
+        DeadlinesNotFolded: A programming error: a deadline of the journey up to
+            ``now`` is not folded into ``state``.
     """
     if isinstance(command, EnrollFirm):
         return [_enroll(state, command, now)]
     if state is None:
         raise UnknownReference("the firm is not enrolled in this programme")
+    require_deadlines_folded(state, now)
     if state.is_over:
         what = (
             f"withdrew on {state.withdrawn_on}"

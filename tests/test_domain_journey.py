@@ -7,7 +7,7 @@ are fired with ``due_events``, then ``decide`` is asked and its events are folde
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -28,7 +28,13 @@ from domain.commands import (
     SignContract,
     Withdraw,
 )
-from domain.deadlines import DeadlineKind, cycle_started_on, due_events, next_deadline
+from domain.deadlines import (
+    DeadlineKind,
+    DeadlinesNotFolded,
+    cycle_started_on,
+    due_events,
+    next_deadline,
+)
 from domain.errors import (
     AlreadyEnrolled,
     ContractRuleBroken,
@@ -764,6 +770,41 @@ def test_the_next_deadline_of_a_new_journey_is_the_first_visit_reminder() -> Non
     assert deadline.kind is DeadlineKind.VISIT_REMINDER
     assert deadline.at == at(date(2014, 2, 15), 0)
     assert deadline.description == "reminder of return visit 1 (due 2014-03-17) on 2014-02-15"
+
+
+def test_deciding_on_a_state_whose_deadlines_are_not_folded_is_a_programming_error() -> None:
+    journey = Journey()
+    journey.do(date(2013, 9, 20), request("apple-1", "Apple"))
+    # The reminder of visit 1 falls due on 2014-02-15 at midnight; nobody folded it.
+    later = at(date(2014, 2, 20))
+    with pytest.raises(DeadlinesNotFolded) as caught:
+        decide(journey.state, request("xerox-1", "Xerox"), later)
+    assert not isinstance(caught.value, DomainError)
+    assert isinstance(caught.value, AssertionError)
+    assert "reminder of return visit 1 (due 2014-03-17) on 2014-02-15" in str(caught.value)
+    assert "fold due_events(state, now) first" in str(caught.value)
+    # Once the calendar is folded, the same command is decided.
+    caught_up, fired = due_events(journey.state, later)
+    assert [type(e).__name__ for e in fired] == ["ReturnVisitReminderSent"]
+    [requested] = decide(caught_up, request("xerox-1", "Xerox"), later)
+    assert isinstance(requested, MeetingRequested)
+
+
+def test_a_deadline_falling_due_at_the_very_instant_of_the_command_must_be_folded() -> None:
+    journey = Journey()
+    deadline = next_deadline(journey.state)
+    assert deadline is not None
+    just_before = deadline.at - timedelta(microseconds=1)
+    assert decide(journey.state, request("apple-1", "Apple"), just_before)
+    with pytest.raises(DeadlinesNotFolded):
+        decide(journey.state, request("apple-1", "Apple"), deadline.at)
+
+
+def test_an_enrolment_and_a_journey_that_is_over_have_no_deadline_to_fold() -> None:
+    journey = Journey()
+    journey.do(date(2013, 9, 21), Withdraw(reason="no longer exporting"))
+    with pytest.raises(JourneyOver):
+        decide(journey.state, request("apple-1", "Apple"), at(date(2016, 1, 1)))
 
 
 # ------------------------------------------------------------------ fold / evolve
