@@ -1,7 +1,9 @@
 """The journey's state: the fold of its events.
 
-``evolve(state, event)`` folds one event, ``fold(events)`` a whole stream. The rules
-that decide events are in ``domain.journey``; the journey's calendar (when visits,
+``evolve(state, event)`` folds one event, ``fold(events)`` a whole stream. States are
+immutable values: ``evolve`` returns a new state that shares every part the event did
+not change with the state before it (copy on write), and never changes its input. The
+rules that decide events are in ``domain.journey``; the journey's calendar (when visits,
 reminders, overdue results and evaluations fall due) in ``domain.deadlines``.
 """
 
@@ -62,7 +64,9 @@ class VisitStatus(StrEnum):
 
 
 class MeetingState(BaseModel):
-    """A meeting as the journey knows it."""
+    """A meeting as the journey knows it (immutable; ``evolve`` replaces it)."""
+
+    model_config = ConfigDict(frozen=True)
 
     meeting_id: str
     counterpart: str
@@ -87,7 +91,9 @@ class MeetingState(BaseModel):
 
 
 class ContractState(BaseModel):
-    """A signed contract."""
+    """A signed contract (immutable)."""
+
+    model_config = ConfigDict(frozen=True)
 
     contract_id: str
     counterpart: str
@@ -97,12 +103,14 @@ class ContractState(BaseModel):
 
 
 class VisitState(BaseModel):
-    """One return visit (number 1 is six months after the introduction).
+    """One return visit (number 1 is six months after the introduction); immutable.
 
     Attributes:
         fell_due: True once its due date has passed (it may be recorded earlier,
             from its reminder on).
     """
+
+    model_config = ConfigDict(frozen=True)
 
     visit: int
     due_on: date
@@ -113,7 +121,9 @@ class VisitState(BaseModel):
 
 
 class EvaluationState(BaseModel):
-    """The evaluation of one cycle."""
+    """The evaluation of one cycle (immutable)."""
+
+    model_config = ConfigDict(frozen=True)
 
     cycle: int
     due_on: date
@@ -123,7 +133,10 @@ class EvaluationState(BaseModel):
 
 
 class JourneyState(BaseModel):
-    """The fold of a journey's events.
+    """The fold of a journey's events; an immutable value.
+
+    Its containers (``meetings``, ``contracts``, ``visits``, ``evaluations``) may be
+    shared with the states before and after it: never change them in place.
 
     Attributes:
         stream_version: Number of events folded so far.
@@ -132,7 +145,7 @@ class JourneyState(BaseModel):
         evaluations: Evaluations by cycle, once completed.
     """
 
-    model_config = ConfigDict(validate_assignment=False)
+    model_config = ConfigDict(frozen=True)
 
     stream_version: int = 0
     programme: Programme
@@ -207,137 +220,171 @@ class JourneyState(BaseModel):
 
 
 # ------------------------------------------------------------------------- evolve
+#
+# Each rule returns the fields of the state that the event changes. A changed
+# container is a new container (the old one stays as the older states see it); a
+# changed item is a copy made with ``model_copy(update=...)``.
+
+Changes = dict[str, object]
+
+
+def _meeting_changed(state: JourneyState, meeting_id: str, **fields: object) -> Changes:
+    meeting = state.meetings[meeting_id].model_copy(update=fields)
+    return {"meetings": {**state.meetings, meeting_id: meeting}}
+
+
+def _visit_changed(
+    state: JourneyState,
+    event: ReturnVisitDue | ReturnVisitAttended | ReturnVisitSkipped,
+    **fields: object,
+) -> Changes:
+    """The visit of ``event`` (created if it was not known yet) with ``fields`` changed."""
+    known = state.visits.get(event.visit) or VisitState(visit=event.visit, due_on=event.due_on)
+    return {"visits": {**state.visits, event.visit: known.model_copy(update=fields)}}
 
 
 @singledispatch
-def _apply(event: Event, state: JourneyState) -> None:
+def _apply(event: Event, state: JourneyState) -> Changes:
     raise TypeError(f"no rule to fold {type(event).__name__}")
 
 
 @_apply.register
-def _(event: MeetingRequested, state: JourneyState) -> None:
-    state.meetings[event.meeting_id] = MeetingState(
+def _(event: MeetingRequested, state: JourneyState) -> Changes:
+    meeting = MeetingState(
         meeting_id=event.meeting_id,
         counterpart=event.counterpart,
         requested_on=local_date(event.occurred_at, state.tz),
     )
+    return {"meetings": {**state.meetings, event.meeting_id: meeting}}
 
 
 @_apply.register
-def _(event: MeetingArranged, state: JourneyState) -> None:
-    meeting = state.meetings[event.meeting_id]
-    meeting.partner_id = event.partner_id
-    meeting.arranged_on = local_date(event.occurred_at, state.tz)
-    meeting.scheduled_at = event.scheduled_at
-    meeting.place = event.place
-    meeting.overdue = False
+def _(event: MeetingArranged, state: JourneyState) -> Changes:
+    return _meeting_changed(
+        state,
+        event.meeting_id,
+        partner_id=event.partner_id,
+        arranged_on=local_date(event.occurred_at, state.tz),
+        scheduled_at=event.scheduled_at,
+        place=event.place,
+        overdue=False,
+    )
 
 
-@_apply.register
-def _(event: MeetingHeld, state: JourneyState) -> None:
-    meeting = state.meetings[event.meeting_id]
-    meeting.outcome = event.outcome
-    meeting.result_on = local_date(event.occurred_at, state.tz)
-    meeting.notes = event.notes
-    meeting.overdue = False
-
-
-@_apply.register
-def _(event: MeetingNotHeld, state: JourneyState) -> None:
-    meeting = state.meetings[event.meeting_id]
-    meeting.outcome = event.outcome
-    meeting.result_on = local_date(event.occurred_at, state.tz)
-    meeting.notes = event.notes
-    meeting.overdue = False
-
-
-@_apply.register
-def _(event: MeetingResultOverdue, state: JourneyState) -> None:
-    state.meetings[event.meeting_id].overdue = True
-
-
-@_apply.register
-def _(event: ContractSigned, state: JourneyState) -> None:
-    state.contracts.append(
-        ContractState(
-            contract_id=event.contract_id,
-            counterpart=event.counterpart,
-            value=event.value,
-            signed_on=local_date(event.occurred_at, state.tz),
-            meeting_ids=list(event.meeting_ids),
-        )
+@_apply.register(MeetingHeld)
+@_apply.register(MeetingNotHeld)
+def _(event: MeetingHeld | MeetingNotHeld, state: JourneyState) -> Changes:
+    return _meeting_changed(
+        state,
+        event.meeting_id,
+        outcome=event.outcome,
+        result_on=local_date(event.occurred_at, state.tz),
+        notes=event.notes,
+        overdue=False,
     )
 
 
 @_apply.register
-def _(event: ReturnVisitReminderSent, state: JourneyState) -> None:
-    state.visits.setdefault(event.visit, VisitState(visit=event.visit, due_on=event.due_on))
+def _(event: MeetingResultOverdue, state: JourneyState) -> Changes:
+    return _meeting_changed(state, event.meeting_id, overdue=True)
 
 
 @_apply.register
-def _(event: ReturnVisitDue, state: JourneyState) -> None:
-    visit = state.visits.setdefault(event.visit, VisitState(visit=event.visit, due_on=event.due_on))
-    visit.fell_due = True
-    if visit.status is VisitStatus.UPCOMING:
-        visit.status = VisitStatus.DUE
-
-
-def _record_visit(
-    state: JourneyState, event: ReturnVisitAttended | ReturnVisitSkipped, status: VisitStatus
-) -> None:
-    visit = state.visits.setdefault(event.visit, VisitState(visit=event.visit, due_on=event.due_on))
-    visit.status = status
-    visit.recorded_on = local_date(event.occurred_at, state.tz)
-    visit.mission_id = event.mission_id
+def _(event: ContractSigned, state: JourneyState) -> Changes:
+    contract = ContractState(
+        contract_id=event.contract_id,
+        counterpart=event.counterpart,
+        value=event.value,
+        signed_on=local_date(event.occurred_at, state.tz),
+        meeting_ids=list(event.meeting_ids),
+    )
+    return {"contracts": [*state.contracts, contract]}
 
 
 @_apply.register
-def _(event: ReturnVisitAttended, state: JourneyState) -> None:
-    _record_visit(state, event, VisitStatus.ATTENDED)
+def _(event: ReturnVisitReminderSent, state: JourneyState) -> Changes:
+    if event.visit in state.visits:
+        return {}
+    visit = VisitState(visit=event.visit, due_on=event.due_on)
+    return {"visits": {**state.visits, event.visit: visit}}
 
 
 @_apply.register
-def _(event: ReturnVisitSkipped, state: JourneyState) -> None:
-    _record_visit(state, event, VisitStatus.SKIPPED)
+def _(event: ReturnVisitDue, state: JourneyState) -> Changes:
+    known = state.visits.get(event.visit)
+    status = VisitStatus.DUE if known is None else known.status
+    if status is VisitStatus.UPCOMING:
+        status = VisitStatus.DUE
+    return _visit_changed(state, event, fell_due=True, status=status)
 
 
 @_apply.register
-def _(event: ReturnVisitMissed, state: JourneyState) -> None:
-    state.visits[event.visit].status = VisitStatus.MISSED
+def _(event: ReturnVisitAttended, state: JourneyState) -> Changes:
+    return _visit_changed(
+        state,
+        event,
+        status=VisitStatus.ATTENDED,
+        recorded_on=local_date(event.occurred_at, state.tz),
+        mission_id=event.mission_id,
+    )
 
 
 @_apply.register
-def _(event: EvaluationCompleted, state: JourneyState) -> None:
-    state.evaluations[event.cycle] = EvaluationState(
+def _(event: ReturnVisitSkipped, state: JourneyState) -> Changes:
+    return _visit_changed(
+        state,
+        event,
+        status=VisitStatus.SKIPPED,
+        recorded_on=local_date(event.occurred_at, state.tz),
+        mission_id=event.mission_id,
+    )
+
+
+@_apply.register
+def _(event: ReturnVisitMissed, state: JourneyState) -> Changes:
+    missed = state.visits[event.visit].model_copy(update={"status": VisitStatus.MISSED})
+    return {"visits": {**state.visits, event.visit: missed}}
+
+
+@_apply.register
+def _(event: EvaluationCompleted, state: JourneyState) -> Changes:
+    evaluation = EvaluationState(
         cycle=event.cycle, due_on=event.due_on, assessment=event.assessment
     )
+    return {"evaluations": {**state.evaluations, event.cycle: evaluation}}
 
 
 @_apply.register
-def _(event: EvaluationDecided, state: JourneyState) -> None:
-    evaluation = state.evaluations[event.cycle]
-    evaluation.decision = event.decision
-    evaluation.decided_on = local_date(event.occurred_at, state.tz)
+def _(event: EvaluationDecided, state: JourneyState) -> Changes:
+    decided_on = local_date(event.occurred_at, state.tz)
+    evaluation = state.evaluations[event.cycle].model_copy(
+        update={"decision": event.decision, "decided_on": decided_on}
+    )
+    changes: Changes = {"evaluations": {**state.evaluations, event.cycle: evaluation}}
     if event.decision is Decision.RENEW:
-        state.cycle = event.cycle + 1
+        changes["cycle"] = event.cycle + 1
     else:
-        state.closed_on = evaluation.decided_on
+        changes["closed_on"] = decided_on
+    return changes
 
 
 @_apply.register
-def _(event: FirmWithdrew, state: JourneyState) -> None:
-    state.withdrawn_on = local_date(event.occurred_at, state.tz)
+def _(event: FirmWithdrew, state: JourneyState) -> Changes:
+    return {"withdrawn_on": local_date(event.occurred_at, state.tz)}
 
 
 def evolve(state: JourneyState | None, event: Event) -> JourneyState:
     """Fold one event into the journey's state.
+
+    Copy on write: the new state shares with ``state`` every meeting, contract, visit
+    and evaluation the event leaves alone; ``state`` itself is never changed.
 
     Args:
         state: The state before the event; None before the stream's first event.
         event: The event to fold.
 
     Returns:
-        A new state; ``state`` itself is left unchanged.
+        A new state.
 
     Raises:
         ValueError: If the first event is not ``FirmEnrolled`` or a later one is.
@@ -345,23 +392,27 @@ def evolve(state: JourneyState | None, event: Event) -> JourneyState:
     if state is None:
         if not isinstance(event, FirmEnrolled):
             raise ValueError(f"a journey starts with FirmEnrolled, not {type(event).__name__}")
-        new = JourneyState(
+        state = JourneyState(
             programme=event.programme,
             firm=event.firm,
             mission_id=event.mission_id,
             introduced_on=event.introduced_on,
             wants_to_meet=list(event.wants_to_meet),
         )
+        changes: Changes = {}
     elif isinstance(event, FirmEnrolled):
         raise ValueError("FirmEnrolled can only start a journey")
     else:
-        new = state.model_copy(deep=True)
-        _apply(event, new)
-    new.stream_version += 1
-    new.last_event_type = type(event).__name__
-    new.last_event_summary = event.summary()
-    new.last_event_at = event.occurred_at
-    return new
+        changes = _apply(event, state)
+    return state.model_copy(
+        update={
+            **changes,
+            "stream_version": state.stream_version + 1,
+            "last_event_type": type(event).__name__,
+            "last_event_summary": event.summary(),
+            "last_event_at": event.occurred_at,
+        }
+    )
 
 
 def fold(events: list[Event]) -> JourneyState:

@@ -13,6 +13,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from domain.bilan import compute_bilan
 from domain.commands import (
@@ -849,6 +850,55 @@ def test_evolve_leaves_the_previous_state_unchanged() -> None:
     assert "apple-1" in after.meetings
     assert before.meetings == {}
     assert (before.stream_version, after.stream_version) == (1, 2)
+
+
+def test_no_state_of_a_fold_is_changed_by_the_events_folded_after_it() -> None:
+    events = full_journey().events
+    states: list[JourneyState] = []
+    snapshots: list[dict[str, object]] = []
+    state: JourneyState | None = None
+    for event in events:
+        state = evolve(state, event)
+        states.append(state)
+        snapshots.append(state.model_dump())
+    kept = [s.model_dump() for s in states]
+    assert kept == snapshots
+    # The fold went through meetings, contracts, visits and evaluations at every stage.
+    arranged = next(s for s in states if s.last_event_type == "MeetingArranged")
+    assert arranged.meetings["apple-1"].outcome is None
+    assert states[-1].meetings["apple-1"].outcome is Outcome.PROMISING
+    due = next(s for s in states if s.last_event_type == "ReturnVisitDue")
+    assert due.visits[1].status is VisitStatus.DUE
+    assert states[-1].visits[1].status is VisitStatus.ATTENDED
+    completed = next(s for s in states if s.last_event_type == "EvaluationCompleted")
+    assert completed.evaluations[1].decision is None
+    assert states[-1].evaluations[1].decision is Decision.RENEW
+    assert [len(s.contracts) for s in states][-1] == 1
+    assert next(s for s in states if s.last_event_type == "MeetingHeld").contracts == []
+
+
+def test_evolve_shares_what_an_event_leaves_alone_and_copies_what_it_changes() -> None:
+    journey = full_journey()
+    before = journey.state
+    [requested] = decide(before, request("intel-1", "Intel"), at(date(2016, 6, 1)))
+    after = evolve(before, requested)
+    assert after.programme is before.programme
+    assert after.visits is before.visits and after.contracts is before.contracts
+    assert after.meetings is not before.meetings
+    assert after.meetings["apple-1"] is before.meetings["apple-1"]
+    assert "intel-1" not in before.meetings
+
+
+def test_states_and_their_parts_cannot_be_changed_in_place() -> None:
+    state = full_journey().state
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.cycle = 9  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.meetings["apple-1"].overdue = True  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.visits[1].status = VisitStatus.MISSED  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.evaluations[1].decision = Decision.CLOSE  # type: ignore[misc]
 
 
 def test_a_stream_that_does_not_start_with_firm_enrolled_is_refused() -> None:
