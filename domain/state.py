@@ -38,7 +38,7 @@ from domain.events import (
     ReturnVisitReminderSent,
     ReturnVisitSkipped,
 )
-from domain.money import Money
+from domain.money import RecordedMoney
 from domain.programme import Firm, Programme
 
 
@@ -97,7 +97,7 @@ class ContractState(BaseModel):
 
     contract_id: str
     counterpart: str
-    value: Money
+    value: RecordedMoney
     signed_on: date
     meeting_ids: list[str] = Field(default_factory=list)
 
