@@ -46,6 +46,7 @@ from domain.deadlines import (
 )
 from domain.errors import (
     AlreadyEnrolled,
+    AmountAboveMaximum,
     ContractRuleBroken,
     DateOutOfRange,
     DomainError,
@@ -297,6 +298,13 @@ def _sign_contract(
             raise DateOutOfRange(
                 f"contract dated {day}, before meeting {meeting_id} was held ({held_on})"
             )
+    maximum = state.programme.policy.max_contract_amount
+    if command.value.amount > maximum:
+        raise AmountAboveMaximum(
+            f"contract amount {command.value} is above the programme's maximum of "
+            f"{maximum.normalize():,f} {command.value.currency} (policy max_contract_amount of "
+            f"{state.programme.id})"
+        )
     return ContractSigned(
         **_when(state, day, now),
         contract_id=f"c{len(state.contracts) + 1}",

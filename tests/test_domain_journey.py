@@ -38,6 +38,7 @@ from domain.deadlines import (
 )
 from domain.errors import (
     AlreadyEnrolled,
+    AmountAboveMaximum,
     ContractRuleBroken,
     DateOutOfRange,
     DomainError,
@@ -66,7 +67,7 @@ from domain.events import (
 )
 from domain.journey import decide
 from domain.money import Money
-from domain.programme import Firm, Programme
+from domain.programme import Firm, Policy, Programme
 from domain.state import JourneyState, Stage, VisitStatus, evolve, fold
 from tests.conftest import make_programme
 
@@ -539,6 +540,40 @@ def test_a_contract_after_the_firm_withdrew_is_refused() -> None:
         JourneyOver,
     )
     assert "trifide: refused, the firm withdrew on 2014-01-10" in str(error)
+
+
+def test_a_contract_above_the_programme_maximum_is_refused_naming_value_and_maximum() -> None:
+    journey = Journey()
+    error = journey.refuse(
+        date(2013, 11, 4), contract("Apple", "1000000000.01", "USD"), AmountAboveMaximum
+    )
+    assert error.rule == "AmountAboveMaximum"
+    assert isinstance(error, ContractRuleBroken)
+    assert str(error) == (
+        "contract amount USD 1,000,000,000.01 is above the programme's maximum of "
+        "1,000,000,000 USD (policy max_contract_amount of p-journey)"
+    )
+    [signed] = journey.do(date(2013, 11, 4), contract("Apple", "1000000000", "JPY"))
+    assert isinstance(signed, ContractSigned)
+
+
+def test_the_contract_maximum_is_the_programme_s_own() -> None:
+    programme = make_programme("p-small")
+    small = programme.model_copy(
+        update={"policy": Policy(max_contract_amount=Decimal(50_000))}
+    )
+    journey = Journey(small)
+    error = journey.refuse(date(2013, 11, 4), contract("Apple", "50000.01"), AmountAboveMaximum)
+    assert "USD 50,000.01 is above the programme's maximum of 50,000 USD" in str(error)
+    journey.do(date(2013, 11, 4), contract("Apple", "50000"))
+    with pytest.raises(ValidationError, match=r"less than or equal to 1000000000000000"):
+        Policy(max_contract_amount=Decimal(10) ** 16)
+
+
+def test_a_programme_recorded_before_the_contract_maximum_existed_gets_the_default() -> None:
+    stored = make_programme("p-old").model_dump(mode="json")
+    del stored["policy"]["max_contract_amount"]
+    assert Programme.model_validate(stored).policy.max_contract_amount == Decimal(10) ** 9
 
 
 # ------------------------------------------------------------------ return visits
