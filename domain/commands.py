@@ -99,7 +99,13 @@ class RecordMeetingResult(Command):
 
 
 class SignContract(Command):
-    """Record a contract signed with a counterpart, attributed to its meetings."""
+    """Record a contract signed with a counterpart, attributed to its meetings.
+
+    Attributes:
+        value: Its amount in an active ISO 4217 currency (``Money``'s rules); the
+            programme's maximum (``Policy.max_contract_amount``) is checked by
+            ``decide``.
+    """
 
     kind: Literal["sign_contract"] = "sign_contract"
     counterpart: Text

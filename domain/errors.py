@@ -41,6 +41,13 @@ class ContractRuleBroken(DomainError):
     """A contract's amount, currency or attributed meetings are not acceptable."""
 
 
+class AmountAboveMaximum(ContractRuleBroken):
+    """A contract's amount is above the programme's maximum (``max_contract_amount``).
+
+    A plausibility bound: a typo's extra digits or an overflow cannot enter the bilan.
+    """
+
+
 class VisitRuleBroken(DomainError):
     """No return visit is open for attendance on the command's date."""
 

@@ -2,8 +2,13 @@
 
 Every event carries when it happened in the business calendar (``occurred_at``) and when
 the journey recorded it (``recorded_at``), both aware. Events are frozen; the journey's
-state is the fold of its events (``domain.journey.evolve``). ``EventEnvelope`` is how an
+state is the fold of its events (``domain.state.evolve``). ``EventEnvelope`` is how an
 event travels to the event store: with its id, stream and version.
+
+An event is a fact already accepted: reading or replaying it checks its shape, never
+the rules a command is held to when it is accepted (amounts are ``RecordedMoney``, not
+``Money``), so stored events load whatever data packages such as the currency list say
+today.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from domain.commands import Decision, Outcome
-from domain.money import Money
+from domain.money import RecordedMoney
 from domain.programme import Firm, Programme
 
 
@@ -129,7 +134,7 @@ class ContractSigned(Event):
     type: Literal["ContractSigned"] = "ContractSigned"
     contract_id: str
     counterpart: str
-    value: Money
+    value: RecordedMoney
     meeting_ids: list[str] = Field(default_factory=list)
     notes: str = ""
 

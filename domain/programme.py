@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
@@ -18,11 +19,13 @@ from pydantic import (
 
 from domain.calendar import zone
 from domain.errors import UnknownReference
+from domain.money import MAX_AMOUNT
 
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ]
 """Ids of programmes, missions, partners, firms and meetings: lower-case, no spaces."""
+
 
 def printable(value: str) -> str:
     """Refuse control characters (NUL and the like); tabs and line breaks are kept.
@@ -54,6 +57,9 @@ class Policy(BaseModel):
         visit_reminder_days_before: Days before a visit when the firm is reminded and
             when attendance may first be recorded.
         result_overdue_after_days: Days after a meeting when a missing result is overdue.
+        max_contract_amount: The largest contract amount the programme accepts, in any
+            currency (a plausibility bound against typos and overflows); at most
+            ``domain.money.MAX_AMOUNT``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,6 +68,7 @@ class Policy(BaseModel):
     evaluation_after_months: int = Field(default=24, ge=1, le=120)
     visit_reminder_days_before: int = Field(default=30, ge=0, le=180)
     result_overdue_after_days: int = Field(default=7, ge=1, le=90)
+    max_contract_amount: Decimal = Field(default=Decimal(1_000_000_000), gt=0, le=MAX_AMOUNT)
 
     @model_validator(mode="after")
     def _reminder_within_interval(self) -> Policy:

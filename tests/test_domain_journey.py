@@ -7,12 +7,13 @@ are fired with ``due_events``, then ``decide`` is asked and its events are folde
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from domain.bilan import compute_bilan
 from domain.commands import (
@@ -28,8 +29,16 @@ from domain.commands import (
     SignContract,
     Withdraw,
 )
+from domain.deadlines import (
+    DeadlineKind,
+    DeadlinesNotFolded,
+    cycle_started_on,
+    due_events,
+    next_deadline,
+)
 from domain.errors import (
     AlreadyEnrolled,
+    AmountAboveMaximum,
     ContractRuleBroken,
     DateOutOfRange,
     DomainError,
@@ -56,19 +65,10 @@ from domain.events import (
     ReturnVisitMissed,
     ReturnVisitSkipped,
 )
-from domain.journey import (
-    DeadlineKind,
-    JourneyState,
-    Stage,
-    VisitStatus,
-    decide,
-    due_events,
-    evolve,
-    fold,
-    next_deadline,
-)
+from domain.journey import decide
 from domain.money import Money
-from domain.programme import Firm, Programme
+from domain.programme import Firm, Policy, Programme
+from domain.state import JourneyState, Stage, VisitStatus, evolve, fold
 from tests.conftest import make_programme
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -542,6 +542,40 @@ def test_a_contract_after_the_firm_withdrew_is_refused() -> None:
     assert "trifide: refused, the firm withdrew on 2014-01-10" in str(error)
 
 
+def test_a_contract_above_the_programme_maximum_is_refused_naming_value_and_maximum() -> None:
+    journey = Journey()
+    error = journey.refuse(
+        date(2013, 11, 4), contract("Apple", "1000000000.01", "USD"), AmountAboveMaximum
+    )
+    assert error.rule == "AmountAboveMaximum"
+    assert isinstance(error, ContractRuleBroken)
+    assert str(error) == (
+        "contract amount USD 1,000,000,000.01 is above the programme's maximum of "
+        "1,000,000,000 USD (policy max_contract_amount of p-journey)"
+    )
+    [signed] = journey.do(date(2013, 11, 4), contract("Apple", "1000000000", "JPY"))
+    assert isinstance(signed, ContractSigned)
+
+
+def test_the_contract_maximum_is_the_programme_s_own() -> None:
+    programme = make_programme("p-small")
+    small = programme.model_copy(
+        update={"policy": Policy(max_contract_amount=Decimal(50_000))}
+    )
+    journey = Journey(small)
+    error = journey.refuse(date(2013, 11, 4), contract("Apple", "50000.01"), AmountAboveMaximum)
+    assert "USD 50,000.01 is above the programme's maximum of 50,000 USD" in str(error)
+    journey.do(date(2013, 11, 4), contract("Apple", "50000"))
+    with pytest.raises(ValidationError, match=r"less than or equal to 1000000000000000"):
+        Policy(max_contract_amount=Decimal(10) ** 16)
+
+
+def test_a_programme_recorded_before_the_contract_maximum_existed_gets_the_default() -> None:
+    stored = make_programme("p-old").model_dump(mode="json")
+    del stored["policy"]["max_contract_amount"]
+    assert Programme.model_validate(stored).policy.max_contract_amount == Decimal(10) ** 9
+
+
 # ------------------------------------------------------------------ return visits
 
 
@@ -702,7 +736,7 @@ def test_a_renew_decision_starts_a_second_cycle_evaluated_two_years_later() -> N
     assert (decided.cycle, decided.decision) == (1, Decision.RENEW)
     state = journey.state
     assert state.cycle == 2
-    assert state.cycle_started_on == date(2015, 9, 17)
+    assert cycle_started_on(state) == date(2015, 9, 17)
     assert state.stage is Stage.INTRODUCED
     assert state.evaluations[1].decided_on == date(2015, 10, 1)
     fired = journey.catch_up(date(2017, 9, 17))
@@ -774,6 +808,41 @@ def test_the_next_deadline_of_a_new_journey_is_the_first_visit_reminder() -> Non
     assert deadline.description == "reminder of return visit 1 (due 2014-03-17) on 2014-02-15"
 
 
+def test_deciding_on_a_state_whose_deadlines_are_not_folded_is_a_programming_error() -> None:
+    journey = Journey()
+    journey.do(date(2013, 9, 20), request("apple-1", "Apple"))
+    # The reminder of visit 1 falls due on 2014-02-15 at midnight; nobody folded it.
+    later = at(date(2014, 2, 20))
+    with pytest.raises(DeadlinesNotFolded) as caught:
+        decide(journey.state, request("xerox-1", "Xerox"), later)
+    assert not isinstance(caught.value, DomainError)
+    assert isinstance(caught.value, AssertionError)
+    assert "reminder of return visit 1 (due 2014-03-17) on 2014-02-15" in str(caught.value)
+    assert "fold due_events(state, now) first" in str(caught.value)
+    # Once the calendar is folded, the same command is decided.
+    caught_up, fired = due_events(journey.state, later)
+    assert [type(e).__name__ for e in fired] == ["ReturnVisitReminderSent"]
+    [requested] = decide(caught_up, request("xerox-1", "Xerox"), later)
+    assert isinstance(requested, MeetingRequested)
+
+
+def test_a_deadline_falling_due_at_the_very_instant_of_the_command_must_be_folded() -> None:
+    journey = Journey()
+    deadline = next_deadline(journey.state)
+    assert deadline is not None
+    just_before = deadline.at - timedelta(microseconds=1)
+    assert decide(journey.state, request("apple-1", "Apple"), just_before)
+    with pytest.raises(DeadlinesNotFolded):
+        decide(journey.state, request("apple-1", "Apple"), deadline.at)
+
+
+def test_an_enrolment_and_a_journey_that_is_over_have_no_deadline_to_fold() -> None:
+    journey = Journey()
+    journey.do(date(2013, 9, 21), Withdraw(reason="no longer exporting"))
+    with pytest.raises(JourneyOver):
+        decide(journey.state, request("apple-1", "Apple"), at(date(2016, 1, 1)))
+
+
 # ------------------------------------------------------------------ fold / evolve
 
 
@@ -816,6 +885,55 @@ def test_evolve_leaves_the_previous_state_unchanged() -> None:
     assert "apple-1" in after.meetings
     assert before.meetings == {}
     assert (before.stream_version, after.stream_version) == (1, 2)
+
+
+def test_no_state_of_a_fold_is_changed_by_the_events_folded_after_it() -> None:
+    events = full_journey().events
+    states: list[JourneyState] = []
+    snapshots: list[dict[str, object]] = []
+    state: JourneyState | None = None
+    for event in events:
+        state = evolve(state, event)
+        states.append(state)
+        snapshots.append(state.model_dump())
+    kept = [s.model_dump() for s in states]
+    assert kept == snapshots
+    # The fold went through meetings, contracts, visits and evaluations at every stage.
+    arranged = next(s for s in states if s.last_event_type == "MeetingArranged")
+    assert arranged.meetings["apple-1"].outcome is None
+    assert states[-1].meetings["apple-1"].outcome is Outcome.PROMISING
+    due = next(s for s in states if s.last_event_type == "ReturnVisitDue")
+    assert due.visits[1].status is VisitStatus.DUE
+    assert states[-1].visits[1].status is VisitStatus.ATTENDED
+    completed = next(s for s in states if s.last_event_type == "EvaluationCompleted")
+    assert completed.evaluations[1].decision is None
+    assert states[-1].evaluations[1].decision is Decision.RENEW
+    assert [len(s.contracts) for s in states][-1] == 1
+    assert next(s for s in states if s.last_event_type == "MeetingHeld").contracts == []
+
+
+def test_evolve_shares_what_an_event_leaves_alone_and_copies_what_it_changes() -> None:
+    journey = full_journey()
+    before = journey.state
+    [requested] = decide(before, request("intel-1", "Intel"), at(date(2016, 6, 1)))
+    after = evolve(before, requested)
+    assert after.programme is before.programme
+    assert after.visits is before.visits and after.contracts is before.contracts
+    assert after.meetings is not before.meetings
+    assert after.meetings["apple-1"] is before.meetings["apple-1"]
+    assert "intel-1" not in before.meetings
+
+
+def test_states_and_their_parts_cannot_be_changed_in_place() -> None:
+    state = full_journey().state
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.cycle = 9  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.meetings["apple-1"].overdue = True  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.visits[1].status = VisitStatus.MISSED  # type: ignore[misc]
+    with pytest.raises(ValidationError, match=r"frozen"):
+        state.evaluations[1].decision = Decision.CLOSE  # type: ignore[misc]
 
 
 def test_a_stream_that_does_not_start_with_firm_enrolled_is_refused() -> None:

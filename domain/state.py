@@ -1,0 +1,429 @@
+"""The journey's state: the fold of its events.
+
+``evolve(state, event)`` folds one event, ``fold(events)`` a whole stream. States are
+immutable values: ``evolve`` returns a new state that shares every part the event did
+not change with the state before it (copy on write), and never changes its input. The
+rules that decide events are in ``domain.journey``; the journey's calendar (when visits,
+reminders, overdue results and evaluations fall due) in ``domain.deadlines``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from functools import singledispatch
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.calendar import local_date
+from domain.commands import Decision, Outcome
+from domain.events import (
+    Assessment,
+    ContractSigned,
+    EvaluationCompleted,
+    EvaluationDecided,
+    Event,
+    FirmEnrolled,
+    FirmWithdrew,
+    MeetingArranged,
+    MeetingHeld,
+    MeetingNotHeld,
+    MeetingRequested,
+    MeetingResultOverdue,
+    ReturnVisitAttended,
+    ReturnVisitDue,
+    ReturnVisitMissed,
+    ReturnVisitReminderSent,
+    ReturnVisitSkipped,
+)
+from domain.money import RecordedMoney
+from domain.programme import Firm, Programme
+
+
+class Stage(StrEnum):
+    """Where a journey stands."""
+
+    INTRODUCED = "introduced"
+    MEETINGS = "meetings"
+    CONTRACTED = "contracted"
+    AWAITING_DECISION = "awaiting_decision"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+
+class VisitStatus(StrEnum):
+    """Status of one return visit."""
+
+    UPCOMING = "upcoming"
+    DUE = "due"
+    ATTENDED = "attended"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+
+
+class MeetingState(BaseModel):
+    """A meeting as the journey knows it (immutable; ``evolve`` replaces it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    meeting_id: str
+    counterpart: str
+    requested_on: date
+    partner_id: str | None = None
+    arranged_on: date | None = None
+    scheduled_at: AwareDatetime | None = None
+    place: str | None = None
+    outcome: Outcome | None = None
+    result_on: date | None = None
+    overdue: bool = False
+    notes: str = ""
+
+    @property
+    def status(self) -> str:
+        """requested, arranged, overdue, or the outcome once recorded."""
+        if self.outcome is not None:
+            return self.outcome.value
+        if self.overdue:
+            return "overdue"
+        return "arranged" if self.scheduled_at is not None else "requested"
+
+
+class ContractState(BaseModel):
+    """A signed contract (immutable)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    contract_id: str
+    counterpart: str
+    value: RecordedMoney
+    signed_on: date
+    meeting_ids: list[str] = Field(default_factory=list)
+
+
+class VisitState(BaseModel):
+    """One return visit (number 1 is six months after the introduction); immutable.
+
+    Attributes:
+        fell_due: True once its due date has passed (it may be recorded earlier,
+            from its reminder on).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    visit: int
+    due_on: date
+    status: VisitStatus = VisitStatus.UPCOMING
+    fell_due: bool = False
+    recorded_on: date | None = None
+    mission_id: str | None = None
+
+
+class EvaluationState(BaseModel):
+    """The evaluation of one cycle (immutable)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cycle: int
+    due_on: date
+    assessment: Assessment
+    decision: Decision | None = None
+    decided_on: date | None = None
+
+
+class JourneyState(BaseModel):
+    """The fold of a journey's events; an immutable value.
+
+    Its containers (``meetings``, ``contracts``, ``visits``, ``evaluations``) may be
+    shared with the states before and after it: never change them in place.
+
+    Attributes:
+        stream_version: Number of events folded so far.
+        cycle: Current cycle, 1 for the first two years.
+        visits: Return visits by number, once reminded or due.
+        evaluations: Evaluations by cycle, once completed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    stream_version: int = 0
+    programme: Programme
+    firm: Firm
+    mission_id: str
+    introduced_on: date
+    wants_to_meet: list[str] = Field(default_factory=list)
+    cycle: int = 1
+    meetings: dict[str, MeetingState] = Field(default_factory=dict)
+    contracts: list[ContractState] = Field(default_factory=list)
+    visits: dict[int, VisitState] = Field(default_factory=dict)
+    evaluations: dict[int, EvaluationState] = Field(default_factory=dict)
+    withdrawn_on: date | None = None
+    closed_on: date | None = None
+    last_event_type: str | None = None
+    last_event_summary: str | None = None
+    last_event_at: AwareDatetime | None = None
+
+    @property
+    def tz(self) -> str:
+        """The programme's time zone."""
+        return self.programme.timezone
+
+    @property
+    def is_over(self) -> bool:
+        """True once the firm withdrew or the journey was closed."""
+        return self.withdrawn_on is not None or self.closed_on is not None
+
+    @property
+    def awaiting_decision(self) -> EvaluationState | None:
+        """The completed evaluation of the current cycle still waiting for a decision."""
+        evaluation = self.evaluations.get(self.cycle)
+        if evaluation is not None and evaluation.decision is None:
+            return evaluation
+        return None
+
+    @property
+    def stage(self) -> Stage:
+        """Where the journey stands."""
+        if self.withdrawn_on is not None:
+            return Stage.WITHDRAWN
+        if self.closed_on is not None:
+            return Stage.CLOSED
+        if self.awaiting_decision is not None:
+            return Stage.AWAITING_DECISION
+        if self.contracts:
+            return Stage.CONTRACTED
+        if self.meetings:
+            return Stage.MEETINGS
+        return Stage.INTRODUCED
+
+    def assessment(self) -> Assessment:
+        """Compute the firm's assessment from everything recorded so far."""
+        outcomes = Counter(m.outcome.value for m in self.meetings.values() if m.outcome)
+        values: dict[str, Decimal] = {}
+        for contract in self.contracts:
+            currency = contract.value.currency
+            values[currency] = values.get(currency, Decimal(0)) + contract.value.amount
+        first = min((c.signed_on for c in self.contracts), default=None)
+        statuses = Counter(v.status for v in self.visits.values())
+        return Assessment(
+            meetings_requested=len(self.meetings),
+            meetings_held=sum(1 for m in self.meetings.values() if m.outcome and m.outcome.held),
+            outcomes=dict(sorted(outcomes.items())),
+            contracts=len(self.contracts),
+            value_by_currency=dict(sorted(values.items())),
+            days_to_first_contract=(first - self.introduced_on).days if first else None,
+            visits_attended=statuses[VisitStatus.ATTENDED],
+            visits_skipped=statuses[VisitStatus.SKIPPED],
+            visits_missed=statuses[VisitStatus.MISSED],
+        )
+
+
+# ------------------------------------------------------------------------- evolve
+#
+# Each rule returns the fields of the state that the event changes. A changed
+# container is a new container (the old one stays as the older states see it); a
+# changed item is a copy made with ``model_copy(update=...)``.
+
+Changes = dict[str, object]
+
+
+def _meeting_changed(state: JourneyState, meeting_id: str, **fields: object) -> Changes:
+    meeting = state.meetings[meeting_id].model_copy(update=fields)
+    return {"meetings": {**state.meetings, meeting_id: meeting}}
+
+
+def _visit_changed(
+    state: JourneyState,
+    event: ReturnVisitDue | ReturnVisitAttended | ReturnVisitSkipped,
+    **fields: object,
+) -> Changes:
+    """The visit of ``event`` (created if it was not known yet) with ``fields`` changed."""
+    known = state.visits.get(event.visit) or VisitState(visit=event.visit, due_on=event.due_on)
+    return {"visits": {**state.visits, event.visit: known.model_copy(update=fields)}}
+
+
+@singledispatch
+def _apply(event: Event, state: JourneyState) -> Changes:
+    raise TypeError(f"no rule to fold {type(event).__name__}")
+
+
+@_apply.register
+def _(event: MeetingRequested, state: JourneyState) -> Changes:
+    meeting = MeetingState(
+        meeting_id=event.meeting_id,
+        counterpart=event.counterpart,
+        requested_on=local_date(event.occurred_at, state.tz),
+    )
+    return {"meetings": {**state.meetings, event.meeting_id: meeting}}
+
+
+@_apply.register
+def _(event: MeetingArranged, state: JourneyState) -> Changes:
+    return _meeting_changed(
+        state,
+        event.meeting_id,
+        partner_id=event.partner_id,
+        arranged_on=local_date(event.occurred_at, state.tz),
+        scheduled_at=event.scheduled_at,
+        place=event.place,
+        overdue=False,
+    )
+
+
+@_apply.register(MeetingHeld)
+@_apply.register(MeetingNotHeld)
+def _(event: MeetingHeld | MeetingNotHeld, state: JourneyState) -> Changes:
+    return _meeting_changed(
+        state,
+        event.meeting_id,
+        outcome=event.outcome,
+        result_on=local_date(event.occurred_at, state.tz),
+        notes=event.notes,
+        overdue=False,
+    )
+
+
+@_apply.register
+def _(event: MeetingResultOverdue, state: JourneyState) -> Changes:
+    return _meeting_changed(state, event.meeting_id, overdue=True)
+
+
+@_apply.register
+def _(event: ContractSigned, state: JourneyState) -> Changes:
+    contract = ContractState(
+        contract_id=event.contract_id,
+        counterpart=event.counterpart,
+        value=event.value,
+        signed_on=local_date(event.occurred_at, state.tz),
+        meeting_ids=list(event.meeting_ids),
+    )
+    return {"contracts": [*state.contracts, contract]}
+
+
+@_apply.register
+def _(event: ReturnVisitReminderSent, state: JourneyState) -> Changes:
+    if event.visit in state.visits:
+        return {}
+    visit = VisitState(visit=event.visit, due_on=event.due_on)
+    return {"visits": {**state.visits, event.visit: visit}}
+
+
+@_apply.register
+def _(event: ReturnVisitDue, state: JourneyState) -> Changes:
+    known = state.visits.get(event.visit)
+    status = VisitStatus.DUE if known is None else known.status
+    if status is VisitStatus.UPCOMING:
+        status = VisitStatus.DUE
+    return _visit_changed(state, event, fell_due=True, status=status)
+
+
+@_apply.register
+def _(event: ReturnVisitAttended, state: JourneyState) -> Changes:
+    return _visit_changed(
+        state,
+        event,
+        status=VisitStatus.ATTENDED,
+        recorded_on=local_date(event.occurred_at, state.tz),
+        mission_id=event.mission_id,
+    )
+
+
+@_apply.register
+def _(event: ReturnVisitSkipped, state: JourneyState) -> Changes:
+    return _visit_changed(
+        state,
+        event,
+        status=VisitStatus.SKIPPED,
+        recorded_on=local_date(event.occurred_at, state.tz),
+        mission_id=event.mission_id,
+    )
+
+
+@_apply.register
+def _(event: ReturnVisitMissed, state: JourneyState) -> Changes:
+    missed = state.visits[event.visit].model_copy(update={"status": VisitStatus.MISSED})
+    return {"visits": {**state.visits, event.visit: missed}}
+
+
+@_apply.register
+def _(event: EvaluationCompleted, state: JourneyState) -> Changes:
+    evaluation = EvaluationState(
+        cycle=event.cycle, due_on=event.due_on, assessment=event.assessment
+    )
+    return {"evaluations": {**state.evaluations, event.cycle: evaluation}}
+
+
+@_apply.register
+def _(event: EvaluationDecided, state: JourneyState) -> Changes:
+    decided_on = local_date(event.occurred_at, state.tz)
+    evaluation = state.evaluations[event.cycle].model_copy(
+        update={"decision": event.decision, "decided_on": decided_on}
+    )
+    changes: Changes = {"evaluations": {**state.evaluations, event.cycle: evaluation}}
+    if event.decision is Decision.RENEW:
+        changes["cycle"] = event.cycle + 1
+    else:
+        changes["closed_on"] = decided_on
+    return changes
+
+
+@_apply.register
+def _(event: FirmWithdrew, state: JourneyState) -> Changes:
+    return {"withdrawn_on": local_date(event.occurred_at, state.tz)}
+
+
+def evolve(state: JourneyState | None, event: Event) -> JourneyState:
+    """Fold one event into the journey's state.
+
+    Copy on write: the new state shares with ``state`` every meeting, contract, visit
+    and evaluation the event leaves alone; ``state`` itself is never changed.
+
+    Args:
+        state: The state before the event; None before the stream's first event.
+        event: The event to fold.
+
+    Returns:
+        A new state.
+
+    Raises:
+        ValueError: If the first event is not ``FirmEnrolled`` or a later one is.
+    """
+    if state is None:
+        if not isinstance(event, FirmEnrolled):
+            raise ValueError(f"a journey starts with FirmEnrolled, not {type(event).__name__}")
+        state = JourneyState(
+            programme=event.programme,
+            firm=event.firm,
+            mission_id=event.mission_id,
+            introduced_on=event.introduced_on,
+            wants_to_meet=list(event.wants_to_meet),
+        )
+        changes: Changes = {}
+    elif isinstance(event, FirmEnrolled):
+        raise ValueError("FirmEnrolled can only start a journey")
+    else:
+        changes = _apply(event, state)
+    return state.model_copy(
+        update={
+            **changes,
+            "stream_version": state.stream_version + 1,
+            "last_event_type": type(event).__name__,
+            "last_event_summary": event.summary(),
+            "last_event_at": event.occurred_at,
+        }
+    )
+
+
+def fold(events: list[Event]) -> JourneyState:
+    """Fold a whole stream of events into a state.
+
+    Raises:
+        ValueError: If the stream is empty or does not start with ``FirmEnrolled``.
+    """
+    state: JourneyState | None = None
+    for event in events:
+        state = evolve(state, event)
+    if state is None:
+        raise ValueError("an empty stream has no journey")
+    return state
