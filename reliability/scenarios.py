@@ -37,7 +37,8 @@ from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from domain.calendar import ProgrammeClock, zone
 from domain.commands import Command, RequestMeeting
 from domain.events import EventEnvelope
-from domain.journey import decide, evolve
+from domain.journey import decide
+from domain.state import evolve
 from reliability import workload
 from worker import build_worker
 from workflows import search

@@ -40,9 +40,11 @@ from domain.commands import (
     RequestMeeting,
     SignContract,
 )
-from domain.journey import JourneyState, decide, due_events, evolve
+from domain.deadlines import due_events
+from domain.journey import decide
 from domain.money import Money
 from domain.programme import Firm, Programme
+from domain.state import JourneyState, evolve
 
 TZ = "America/Los_Angeles"
 INTRODUCED_ON = date(2013, 9, 17)

@@ -32,10 +32,12 @@ from domain.commands import (
     RequestMeeting,
     SignContract,
 )
+from domain.deadlines import due_events
 from domain.events import ContractSigned, Event, EventEnvelope
-from domain.journey import JourneyState, decide, due_events, evolve
+from domain.journey import decide
 from domain.money import Money
 from domain.programme import Firm, Programme
+from domain.state import JourneyState, evolve
 from tests.conftest import make_programme
 
 pytestmark = pytest.mark.timeout(120)

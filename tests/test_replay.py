@@ -28,7 +28,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from domain.journey import Deadline
+from domain.deadlines import Deadline
 from workflows.journey import FirmJourney, JourneyInput, JourneySummary
 
 HISTORIES = Path(__file__).resolve().parent / "histories"

@@ -57,16 +57,11 @@ with workflow.unsafe.imports_passed_through():
         SignContract,
         Withdraw,
     )
+    from domain.deadlines import Deadline, due_events, next_deadline
     from domain.errors import DomainError
     from domain.events import Event, EventEnvelope
-    from domain.journey import (
-        Deadline,
-        JourneyState,
-        decide,
-        due_events,
-        evolve,
-        next_deadline,
-    )
+    from domain.journey import decide
+    from domain.state import JourneyState, evolve
     from domain.wording import explain
 
 TIMELINE_KEPT = 50
