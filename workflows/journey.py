@@ -287,6 +287,8 @@ class FirmJourney:
         self._start_cycle = self._state.cycle if self._state else 1
         self._woken = False
         self._search_values: dict[str, Any] = {}
+        self._lazy = False
+        self._dirty = False
         self._storage_problem: str | None = None
         self._retry_storage = False
         self._refused_enrollment: DomainError | None = None
@@ -308,8 +310,12 @@ class FirmJourney:
             raise ApplicationError(str(error), type=error.rule, non_retryable=True)
         if workflow.patched("describe-each-run"):
             self._describe()  # each run shows its details from its first task on
+        # Details and search attributes once per workflow task, not once per command:
+        # a burst of hundreds of signals is folded in one task.
+        self._lazy = workflow.patched("describe-lazily")
         while True:
             self._catch_up()
+            self._flush_description()
             await self._store_pending()
             if self._unstored:
                 continue
@@ -324,6 +330,7 @@ class FirmJourney:
                 if not self._unstored:
                     workflow.continue_as_new(self._carried())
                 continue
+            self._flush_description()
             await self._sleep_until(next_deadline(state))
         self._describe()
         return JourneySummary(stage=self._journey.stage.value, stream_version=self._stored_version)
@@ -378,7 +385,7 @@ class FirmJourney:
             self._adopt(result.recorded_after, result.recorded)
         else:
             self._stored(last)
-        self._describe()
+        self._describe_soon()
 
     def _stored(self, version: int) -> None:
         """Events up to ``version`` are in the event store."""
@@ -821,7 +828,19 @@ class FirmJourney:
         self._timeline = self._timeline[-TIMELINE_KEPT:]
         if command_id is not None and self._state is not None:
             self._seen.add(command_id, self._state.stream_version)
-        self._describe()
+        self._describe_soon()
+
+    def _describe_soon(self) -> None:
+        """Describe the journey now, or at the end of this task's work (see run)."""
+        if self._lazy:
+            self._dirty = True
+        else:
+            self._describe()
+
+    def _flush_description(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._describe()
 
     def _describe(self) -> None:
         """Keep the journey's current details (Markdown, shown in the Web UI) current."""
