@@ -28,12 +28,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import EventStore
 from corridor import service
+from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from domain.commands import Command, RequestMeeting
 from domain.events import EventEnvelope
 from domain.journey import decide, evolve
 from reliability import workload
-from worker import build_worker
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent

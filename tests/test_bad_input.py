@@ -49,7 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import EventStore
 from corridor import service
-from corridor.records import InputError, load_journal, load_programme, load_roster
+from corridor.imports import InputError, load_journal, load_programme, load_roster
 from corridor.stack import TemporalDevServer
 from domain.programme import Programme
 from tests.support import Run, run_program

@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from activities.store import EventStore
 from corridor.demo import ClockMode, DemoOutcome, play
-from corridor.records import load_journal, load_programme, load_roster
+from corridor.imports import load_journal, load_programme, load_roster
 from domain.bilan import Bilan, compute_bilan
 
 

@@ -41,6 +41,7 @@ from activities.migrations import (
 from activities.store import EventStore
 from corridor import service
 from corridor.logs import configure_logging, redact_secrets, redact_text
+from corridor.runtime import run_worker
 from corridor.stack import TemporalDevServer
 from domain.calendar import ProgrammeClock
 from domain.commands import EnrollFirm, RequestMeeting
@@ -48,7 +49,6 @@ from domain.events import EventEnvelope
 from domain.journey import decide
 from domain.programme import Firm
 from tests.conftest import make_programme
-from worker import run_worker
 from workflows.journey import journey_workflow_id
 
 pytestmark = pytest.mark.timeout(120)
