@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 import structlog
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 
 from activities import migrations
 from activities.migrations import (
@@ -457,7 +457,7 @@ async def _until_answering(client: Client, programme_id: str, firm_id: str) -> N
         try:
             await service.view(client, programme_id, firm_id)
             return
-        except Exception:
+        except (service.Refused, WorkflowQueryFailedError):  # no workflow task yet
             if datetime.now(UTC).timestamp() > deadline:
                 raise
             await asyncio.sleep(0.05)
