@@ -3,14 +3,16 @@
 One worker process polls one task queue and runs:
 
 - the ``FirmJourney`` workflow (one per firm and programme), deterministic, no I/O;
-- the ``JourneyActivities.store_events`` activity, which appends the journeys' events
-  to the PostgreSQL event store (asyncpg) and updates the read models.
+- the ``store_events`` activity, which appends the journeys' events to the PostgreSQL
+  event store (asyncpg) and updates the read models, and ``find_command``, which looks
+  up whether an old command id was already applied.
 
-Run it as ``python worker.py`` (or inside ``corridor dev``). Temporal is found through
-its standard environment configuration (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
-API key or TLS), PostgreSQL through ``CORRIDOR_DSN``; both default to a running
-``corridor dev`` stack. SIGINT or SIGTERM stops it cleanly: running activities finish,
-journeys wait in Temporal for the next worker.
+Run it as ``python worker.py`` (or inside ``corridor dev``); it is built in
+``corridor/runtime.py``. Temporal is found through its standard environment
+configuration (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, API key or TLS), PostgreSQL
+through ``CORRIDOR_DSN``; both default to a running ``corridor dev`` stack. SIGINT or
+SIGTERM stops it cleanly: running activities finish, journeys wait in Temporal for the
+next worker.
 
 ``CORRIDOR_DSN`` should name the role ``corridor_worker``, which may append and read
 events but never change them. The schema is migrated first with ``CORRIDOR_ADMIN_DSN``
@@ -19,99 +21,9 @@ if the schema is not current (which the worker's role may not do: it then stops 
 says so), and else just checks it.
 """
 
-from __future__ import annotations
+from corridor.runtime import build_worker, main, run_worker, serve
 
-import asyncio
-import contextlib
-import signal
-import urllib.parse
-from datetime import timedelta
-
-import structlog
-from temporalio.client import Client
-from temporalio.worker import Worker
-
-from activities.journey import JourneyActivities
-from activities.migrations import migrate_database
-from activities.store import EventStore
-from corridor.logs import configure_logging
-from corridor.settings import load_settings
-from corridor.stack import read_stack_file
-from corridor.temporal import connect
-from workflows.journey import FirmJourney
-
-log = structlog.get_logger(__name__)
-
-
-def build_worker(client: Client, store: EventStore, task_queue: str) -> Worker:
-    """Wire the journey's workflow and activities on ``task_queue``.
-
-    Args:
-        client: A client connected with the pydantic data converter.
-        store: The event store the activities append to.
-        task_queue: The task queue to poll.
-    """
-    activities = JourneyActivities(store)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[FirmJourney],
-        activities=[activities.store_events, activities.find_command],
-        graceful_shutdown_timeout=timedelta(seconds=10),
-    )
-
-
-async def run_worker(
-    client: Client,
-    dsn: str,
-    task_queue: str,
-    stop: asyncio.Event,
-    *,
-    admin_dsn: str | None = None,
-) -> None:
-    """Run a worker until ``stop`` is set, then shut it down gracefully.
-
-    Args:
-        client: The Temporal client.
-        dsn: PostgreSQL DSN of the event store, the worker's role (the schema is
-            checked first, and migrated with it when not current and no ``admin_dsn``).
-        task_queue: The task queue to poll.
-        stop: Set it to stop the worker.
-        admin_dsn: DSN of the schema's owner, used only to migrate the schema first.
-    """
-    if admin_dsn is not None:
-        applied = await migrate_database(admin_dsn)
-        if applied:
-            log.info("worker.schema_migrated", migrations=applied)
-    async with EventStore.connect(dsn) as store:
-        worker = build_worker(client, store, task_queue)
-        log.info(
-            "worker.started",
-            task_queue=task_queue,
-            namespace=client.namespace,
-            database_user=urllib.parse.urlsplit(dsn).username,
-        )
-        async with worker:
-            await stop.wait()
-        log.info("worker.stopped", task_queue=task_queue)
-
-
-async def main() -> None:
-    """Run the worker against the configured (or the running embedded) stack."""
-    configure_logging()
-    settings = load_settings()
-    stack = read_stack_file(settings.data_dir)
-    dsn = settings.dsn or (stack.dsn if stack else None)
-    if dsn is None:
-        raise SystemExit("no PostgreSQL: set CORRIDOR_DSN or start `corridor dev`")
-    client = await connect(stack.temporal_address if stack else "localhost:7233")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await run_worker(client, dsn, settings.task_queue, stop, admin_dsn=settings.admin_dsn)
-
+__all__ = ["build_worker", "main", "run_worker", "serve"]
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve()

@@ -267,6 +267,30 @@ class EventStore:
         )
         return [dict(r) for r in rows]
 
+    async def journey_summaries(
+        self, programme_id: str, firm_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One line per journey of a programme from the journeys read model (status).
+
+        Args:
+            programme_id: The programme.
+            firm_id: Only this firm's journey (None: every journey).
+
+        Returns:
+            Rows with ``stream_id``, ``firm_id``, ``stage``, ``cycle``, ``last_event_at``
+            (aware), ``last_event_summary``, ``next_deadline`` (text) and ``timezone``
+            (the programme's), ordered by introduction date then firm.
+        """
+        rows = await self.pool.fetch(
+            "SELECT stream_id, firm_id, stage, cycle, last_event_at, last_event_summary, "
+            "next_deadline, state->'programme'->>'timezone' AS timezone "
+            "FROM journeys WHERE programme_id = $1 AND ($2::text IS NULL OR firm_id = $2) "
+            "ORDER BY introduced_on, firm_id",
+            programme_id,
+            firm_id,
+        )
+        return [dict(r) for r in rows]
+
 
 def _row(envelope: EventEnvelope) -> tuple[Any, ...]:
     event = envelope.event

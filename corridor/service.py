@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -39,6 +40,7 @@ from domain.errors import DomainError
 from domain.journey import decide
 from workflows import search
 from workflows.journey import (
+    ClockChange,
     CommandResult,
     FirmJourney,
     JourneyInput,
@@ -46,8 +48,13 @@ from workflows.journey import (
     journey_workflow_id,
 )
 
+T = TypeVar("T")
+
 _CLOSING_RETRIES = 10
 """Attempts to send an update again while a journey continues as new."""
+
+_UNREACHABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+"""RPC statuses that say the server, not the journey, did not answer."""
 
 
 class Refused(Exception):
@@ -63,6 +70,22 @@ class Refused(Exception):
         self.rule = rule
         self.message = message
         super().__init__(f"{rule}: {message}")
+
+
+class Unreachable(ConnectionError):
+    """Temporal cannot be reached (or does not answer): nothing is known of the journey."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The journey has ended: nothing more will be stored.
+
+    Attributes:
+        stored_version: The last version its final run stored, or None when its state
+            could not be queried.
+    """
+
+    stored_version: int | None
 
 
 @dataclass(frozen=True)
@@ -255,11 +278,89 @@ async def view(client: Client, programme_id: str, firm_id: str) -> JourneyView:
         raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
 
 
-async def sync(client: Client, programme_id: str, firm_id: str) -> int | None:
-    """Wait until every event of a running journey is stored; None if it has ended."""
+async def sync(client: Client, programme_id: str, firm_id: str) -> int | Ended:
+    """Wait until every event of a journey is stored.
+
+    Args:
+        client: Temporal client.
+        programme_id: The programme.
+        firm_id: The firm.
+
+    Returns:
+        The stored version of a running journey, or :class:`Ended` for an ended one.
+
+    Raises:
+        Refused: The firm has no journey in this programme.
+        Unreachable: Temporal cannot be reached.
+    """
     handle = journey_handle(client, programme_id, firm_id)
-    try:
+
+    async def update() -> int:
         result = await handle.execute_update(FirmJourney.sync)
-    except (RPCError, WorkflowUpdateFailedError):
+        return result.stream_version
+
+    return await _unless_ended(handle, programme_id, firm_id, update)
+
+
+async def adjust_clock(
+    client: Client, programme_id: str, firm_id: str, change: ClockChange
+) -> ProgrammeClock | Ended:
+    """Run a journey's business clock at another speed from now on.
+
+    Args:
+        client: Temporal client.
+        programme_id: The programme.
+        firm_id: The firm.
+        change: The new speed.
+
+    Returns:
+        The journey's clock now, or :class:`Ended` if the journey has ended (an ended
+        journey has no clock left to set).
+
+    Raises:
+        Refused: The firm has no journey, or the journey refused the change.
+        Unreachable: Temporal cannot be reached.
+    """
+    handle = journey_handle(client, programme_id, firm_id)
+
+    async def update() -> ProgrammeClock:
+        return await handle.execute_update(FirmJourney.adjust_clock, change)
+
+    return await _unless_ended(handle, programme_id, firm_id, update)
+
+
+async def _unless_ended(
+    handle: WorkflowHandle[Any, Any],
+    programme_id: str,
+    firm_id: str,
+    update: Callable[[], Awaitable[T]],
+) -> T | Ended:
+    """Run an update that any running journey accepts; :class:`Ended` if it has ended.
+
+    Retried while the journey continues as new or the server does not answer; then
+    :class:`Unreachable`.
+    """
+    last = ""
+    for attempt in range(_CLOSING_RETRIES + 1):
+        try:
+            return await update()
+        except WorkflowUpdateFailedError as error:
+            raise Refused("Refused", str(error.cause)) from None
+        except RPCError as error:
+            if error.status not in _UNREACHABLE:
+                refusal = await _journey_unavailable(handle, firm_id, programme_id, error)
+                if refusal.rule == "JourneyOver":
+                    return Ended(await _stored_version(handle))
+                if refusal.rule != "Unavailable":
+                    raise refusal from None
+            last = error.message
+        await asyncio.sleep(0.1 * (attempt + 1))
+    raise Unreachable(f"cannot reach Temporal for the journey of {firm_id}: {last}")
+
+
+async def _stored_version(handle: WorkflowHandle[Any, Any]) -> int | None:
+    try:
+        journey: JourneyView = await handle.query(FirmJourney.state)
+    except (RPCError, WorkflowQueryFailedError):
         return None
-    return result.stream_version
+    return journey.stored_version

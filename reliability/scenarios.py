@@ -33,6 +33,7 @@ from temporalio.service import RPCError
 
 from activities.store import EventStore
 from corridor import service
+from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from domain.calendar import ProgrammeClock, zone
 from domain.commands import Command, RequestMeeting
@@ -40,7 +41,6 @@ from domain.events import EventEnvelope
 from domain.journey import decide
 from domain.state import evolve
 from reliability import workload
-from worker import build_worker
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent

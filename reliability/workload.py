@@ -244,5 +244,4 @@ async def _synced(client: Client, programme_id: str, firm: str) -> None:
         if view.unstored:
             raise RuntimeError("ended journey with unstored events")
         return
-    if await service.sync(client, programme_id, firm) is None:
-        raise RuntimeError("journey not synced yet")
+    await service.sync(client, programme_id, firm)  # raises while it cannot answer

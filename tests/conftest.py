@@ -21,8 +21,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import EventStore
 from corridor.logs import configure_logging
+from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
-from worker import build_worker
 from workflows import search
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ async def temporal_server(tmp_session: Path) -> AsyncIterator[TemporalDevServer]
         port=free_port(),
         headless=True,
         log_file=tmp_session / "t.log",
-        search_attributes=search.registrations(),
+        search_attributes=search.ALL,
     )
     await server.start()
     try:

@@ -16,8 +16,7 @@
   has no WorkflowTaskFailed event (an unknown signal name included).
 
 A case with a ``defect`` checks today's exact output, then is reported as xfail with
-the defect (to be fixed outside corridor/records.py); a case under a ``FAILS UNTIL``
-comment expects the output it should have and fails until the fix named there lands.
+the defect (to be fixed outside corridor/imports/).
 Raw signals the ``--input`` of a case cannot express (none, two, a NUL character), which
 once broke a journey, are tests of their own at the end. Placeholders in expected lines:
 ``{programme}`` (the programme id in use) and ``{today}`` (the real today: UTC for a
@@ -49,7 +48,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import EventStore
 from corridor import service
-from corridor.records import InputError, load_journal, load_programme, load_roster
+from corridor.imports import InputError, load_journal, load_programme, load_roster
 from corridor.stack import TemporalDevServer
 from domain.programme import Programme
 from tests.support import Run, run_program
@@ -471,9 +470,8 @@ async def test_status_shows_the_refused_signals(corpus: Corpus) -> None:
     assert view.refusals[-1].message == "why: is not a field of this command"
     status = await corpus.corridor("status", SIGNAL_FIRM, "--programme", corpus.programme_toml)
     assert status.code == 0, status
-    # One line per refusal, whole, also when piped. FAILS UNTIL corridor/cli.py `status`
-    # prints these lines unwrapped (`out.print(..., soft_wrap=True)`): piped, `out` is
-    # 160 columns wide and cuts the unknown-signal refusal (its list of known names) in two.
+    # One line per refusal, whole, also when piped (`out` is 160 columns wide then, and
+    # the unknown-signal refusal, with its list of known names, is longer).
     shown = [line for line in status.out_lines if line.startswith("refused signal (")]
     assert [line.split("): ", 1)[1] for line in shown] == [
         f"{r.command}: {r.message}" for r in view.refusals[-5:]

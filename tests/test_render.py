@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from rich.console import Console
 
-from corridor.records import load_journal, load_programme, load_roster
-from corridor.render import (
+from corridor.imports import load_journal, load_programme, load_roster
+from corridor.reports import (
     render_csv,
     render_html,
     render_json,

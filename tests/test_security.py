@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 import structlog
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 
 from activities import migrations
 from activities.migrations import (
@@ -41,6 +41,7 @@ from activities.migrations import (
 from activities.store import EventStore
 from corridor import service
 from corridor.logs import configure_logging, redact_secrets, redact_text
+from corridor.runtime import run_worker
 from corridor.stack import TemporalDevServer
 from domain.calendar import ProgrammeClock
 from domain.commands import EnrollFirm, RequestMeeting
@@ -48,7 +49,6 @@ from domain.events import EventEnvelope
 from domain.journey import decide
 from domain.programme import Firm
 from tests.conftest import make_programme
-from worker import run_worker
 from workflows.journey import journey_workflow_id
 
 pytestmark = pytest.mark.timeout(120)
@@ -457,7 +457,7 @@ async def _until_answering(client: Client, programme_id: str, firm_id: str) -> N
         try:
             await service.view(client, programme_id, firm_id)
             return
-        except Exception:
+        except (service.Refused, WorkflowQueryFailedError):  # no workflow task yet
             if datetime.now(UTC).timestamp() > deadline:
                 raise
             await asyncio.sleep(0.05)

@@ -24,13 +24,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.store import EventStore
 from corridor import service
 from corridor.demo import play
-from corridor.records import load_journal, load_programme, load_roster
+from corridor.imports import load_journal, load_programme, load_roster
+from corridor.runtime import build_worker
 from corridor.stack import TemporalDevServer, free_port
 from corridor.temporal import register_search_attributes
 from domain.commands import EnrollFirm
 from domain.programme import Firm
 from tests.conftest import make_programme
-from worker import build_worker
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ async def played(tmp_session: Path, store: EventStore, examples: Path) -> AsyncI
     server = TemporalDevServer(
         port=free_port(),
         ui_port=free_port(),
-        search_attributes=search.registrations(),
+        search_attributes=search.ALL,
         log_file=tmp_session / "ui-temporal.log",
     )
     await server.start()

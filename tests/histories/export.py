@@ -48,10 +48,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import EventStore
 from corridor.demo import ClockMode, play
-from corridor.records import load_journal, load_programme, load_roster
+from corridor.imports import load_journal, load_programme, load_roster
+from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, find_temporal_binary, free_port
 from domain.journey import JourneyState, Stage
-from worker import build_worker
 from workflows import search
 from workflows.journey import FirmJourney, journey_workflow_id
 

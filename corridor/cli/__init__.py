@@ -1,0 +1,73 @@
+"""The ``corridor`` command line: commands only, one module per group.
+
+- ``servers``: dev, setup, migrate, rebuild;
+- ``files``: enroll (a roster), record (a journal);
+- ``staff``: one fact at a time (meeting request/arrange/result, contract, visit,
+  evaluate, withdraw);
+- ``reading``: status, report;
+- ``demo``: the seed's mission.
+
+What they share is in ``app`` (consoles, exit codes, options) and ``connections``
+(finding Temporal and the event store). Exit codes: 0 on success; 1 when a journey
+refused a record or nothing was found; 2 for bad input (nothing was sent); 3 when a
+server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from corridor.cli import demo, files, reading, servers, staff
+from corridor.cli.app import err, print_error
+
+app = typer.Typer(
+    help="Corridor: durable follow-up of economic trade missions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+meeting_app = typer.Typer(help="Record a meeting: request, arrange, result.", no_args_is_help=True)
+app.add_typer(meeting_app, name="meeting")
+
+app.command()(servers.dev)
+app.command()(files.enroll)
+app.command()(files.record)
+meeting_app.command("request")(staff.meeting_request)
+meeting_app.command("arrange")(staff.meeting_arrange)
+meeting_app.command("result")(staff.meeting_result)
+app.command()(staff.contract)
+app.command()(staff.visit)
+app.command()(staff.evaluate)
+app.command()(staff.withdraw)
+app.command()(reading.status)
+app.command()(servers.setup)
+app.command()(reading.report)
+app.command()(servers.rebuild)
+app.command()(servers.migrate)
+app.command()(demo.demo)
+
+
+def main() -> None:
+    """Entry point of the ``corridor`` console script.
+
+    Exits with ``os._exit`` once output is flushed: the Temporal SDK's native runtime can
+    abort the interpreter at exit (sdk-python issue 300, exit 134), which must not turn
+    a successful command into a failure.
+    """
+    code = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        err.print("aborted")
+        code = 130
+    except Exception as error:
+        print_error(f"{type(error).__name__}: {error}")
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,144 @@
+"""What a command connects to: Temporal and the event store, found as the user set them.
+
+A running ``corridor dev`` is found through its stack file; the environment
+(``TEMPORAL_ADDRESS``, ``CORRIDOR_DSN``, ...) names a real cluster. Every failure to
+reach a server is a :class:`~corridor.errors.Failure` with exit code 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.store import EventStore
+from corridor.errors import Failure
+from corridor.imports import load_programme
+from corridor.settings import Settings, load_settings
+from corridor.stack import StackInfo, read_stack_file
+from corridor.temporal import connect
+from workflows import search
+
+
+@dataclass
+class Connections:
+    """What a command connects to.
+
+    Attributes:
+        client: The Temporal client.
+        dsn: The event store's DSN, if one is known.
+        stack: The running ``corridor dev`` stack, if any.
+    """
+
+    client: Client
+    dsn: str | None
+    stack: StackInfo | None
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[Connections]:
+    """Connect to Temporal (the running stack's, or the environment's).
+
+    Raises:
+        Failure: Temporal cannot be reached (exit 3).
+    """
+    stack = read_stack_file(settings.data_dir)
+    address = stack.temporal_address if stack else f"localhost:{settings.temporal_port}"
+    try:
+        client = await connect(address)
+    except RuntimeError as error:
+        detail = str(error).split("\n")[0][:160]
+        raise Failure(
+            f"cannot reach Temporal at {os.environ.get('TEMPORAL_ADDRESS', address)}: start "
+            f"`corridor dev` in another terminal, or set TEMPORAL_ADDRESS ({detail})",
+            3,
+        ) from None
+    yield Connections(client, settings.dsn or (stack.dsn if stack else None), stack)
+
+
+@contextlib.asynccontextmanager
+async def open_store(connections: Connections) -> AsyncIterator[EventStore]:
+    """Open the event store.
+
+    Raises:
+        Failure: No DSN is known, or PostgreSQL cannot be reached (exit 3).
+    """
+    if connections.dsn is None:
+        where = load_settings().data_dir.resolve()
+        raise Failure(
+            f"no PostgreSQL: no `corridor dev` running from {where}; start it, or set "
+            "CORRIDOR_DSN (and CORRIDOR_DATA_DIR when working from another folder)",
+            3,
+        )
+    try:
+        opening = EventStore.connect(connections.dsn)
+        store = await opening.__aenter__()
+    except OSError as error:
+        raise Failure(f"cannot reach PostgreSQL ({error})", 3) from None
+    try:
+        yield store
+    finally:
+        await opening.__aexit__(None, None, None)
+
+
+async def programme_id_of(connections: Connections, given: str | None) -> str:
+    """The programme named by id or by its TOML file, or the only one there is.
+
+    Raises:
+        Failure: No programme, or several and none chosen (exit 2).
+    """
+    if given and given.endswith(".toml"):
+        return load_programme(Path(given)).id
+    if given:
+        return given
+    async with open_store(connections) as store:
+        programmes = await store.programmes()
+    if len(programmes) == 1:
+        return str(programmes[0]["programme_id"])
+    if not programmes:
+        raise Failure("no programme has journeys yet: enrol a roster first", 2)
+    names = ", ".join(p["programme_id"] for p in programmes)
+    raise Failure(f"several programmes ({names}): choose one with --programme", 2)
+
+
+_IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+"""A programme id (``domain.programme.Identifier``): safe inside a quoted query string."""
+
+
+async def matching_streams(
+    client: Client, programme_id: str, query: str | None
+) -> set[str] | None:
+    """Workflow ids of the programme's journeys matching a visibility filter.
+
+    Returns:
+        None when there is no filter.
+
+    Raises:
+        Failure: An invalid programme id or filter (exit 2).
+    """
+    if query is None:
+        return None
+    # Visibility queries take no parameters: only a well-formed id goes into the string.
+    if not _IDENTIFIER.fullmatch(programme_id):
+        raise Failure(f"invalid programme id {programme_id!r}", 2)
+    full = f"{search.PROGRAMME.name} = '{programme_id}' AND ({query})"
+    try:
+        return {execution.id async for execution in client.list_workflows(full)}
+    except RPCError as error:
+        raise Failure(f"invalid --query {query!r}: {error.message}", 2) from None
+
+
+def ui_link(settings: Settings, connections: Connections, workflow_id: str) -> str:
+    """The Web UI page of a journey, or an empty string when no Web UI is known."""
+    base = settings.ui_url or (connections.stack.ui_url if connections.stack else None)
+    if base is None:
+        return ""
+    namespace = connections.client.namespace
+    return f"{base.rstrip('/')}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"

@@ -1,0 +1,128 @@
+"""Commands that send operators' files: enroll (a roster), record (a journal)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from corridor import service
+from corridor.cli.app import err, out, progress_bar, run
+from corridor.cli.connections import connected
+from corridor.errors import Failure
+from corridor.imports import (
+    InputError,
+    JournalRecord,
+    RowError,
+    journal_firm_ids,
+    load_journal,
+    load_programme,
+    load_roster,
+)
+from corridor.logs import configure_logging
+from corridor.settings import load_settings
+
+
+def enroll(
+    roster: Annotated[Path, typer.Argument(help="Roster CSV: one row per firm.")],
+    programme: Annotated[Path, typer.Option("--programme", "-p", help="Programme TOML.")],
+) -> None:
+    """Enrol the firms of a roster: one journey per firm.
+
+    Every row is checked first; if any is bad, every problem is listed and nothing is
+    started. Firms already enrolled are left as they are.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        loaded = load_programme(programme)
+        commands = load_roster(roster, loaded, today=datetime.now(UTC).date())
+        problems = []
+        for number, command in enumerate(commands, start=2):
+            try:
+                service.check_enrollment(command)
+            except service.Refused as refusal:
+                problems.append(RowError(roster.name, number, None, None, refusal.message))
+        if problems:
+            raise InputError(problems)
+        async with connected(settings) as connections:
+            started = already = 0
+            for command in commands:
+                result = await service.enroll(
+                    connections.client, command, task_queue=settings.task_queue
+                )
+                started += result.started
+                already += not result.started
+                state = "started" if result.started else "already enrolled"
+                out.print(f"{result.workflow_id}: {state}")
+        out.print(f"{started} journey(s) started, {already} already enrolled.")
+
+    run(main())
+
+
+async def _firms_with_journey(client: Client, programme_id: str, firm_ids: set[str]) -> set[str]:
+    """The firms among ``firm_ids`` that have a journey (running or ended)."""
+    known: set[str] = set()
+    for firm_id in sorted(firm_ids):
+        try:
+            await service.journey_handle(client, programme_id, firm_id).describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise Failure(f"cannot reach Temporal: {error.message}", 3) from None
+            continue
+        known.add(firm_id)
+    return known
+
+
+def record(
+    journal: Annotated[Path, typer.Argument(help="Journal CSV: one row per record.")],
+    programme: Annotated[Path, typer.Option("--programme", "-p", help="Programme TOML.")],
+) -> None:
+    """Record a journal of meetings, contracts, visits, decisions and withdrawals.
+
+    Every row is checked first (nothing is sent if any is bad); then the rows are sent
+    in date order. Rows already recorded are recognised and not recorded twice.
+    Exits 1 if a journey refused a row.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> int:
+        loaded = load_programme(programme)
+        async with connected(settings) as connections:
+            known = await _firms_with_journey(
+                connections.client, loaded.id, journal_firm_ids(journal)
+            )
+            records = load_journal(journal, loaded, known_firms=known)
+            accepted = duplicates = 0
+            refused: list[tuple[JournalRecord, service.Refused]] = []
+            with progress_bar() as progress:
+                task = progress.add_task("recording", total=len(records))
+                for item in records:
+                    progress.update(task, description=f"{item.occurred_on} {item.firm_id}")
+                    try:
+                        result = await service.send(
+                            connections.client, loaded.id, item.firm_id, item.command
+                        )
+                        duplicates += result.duplicate
+                        accepted += not result.duplicate
+                    except service.Refused as refusal:
+                        refused.append((item, refusal))
+                    progress.advance(task)
+        for item, why in refused:
+            err.print(
+                f"refused: {journal.name}, row {item.row} ({item.firm_id}, {item.action}): "
+                f"{why.message}",
+            )
+        out.print(
+            f"{accepted} accepted, {duplicates} already recorded, {len(refused)} refused "
+            f"(of {len(records)} rows)."
+        )
+        return 1 if refused else 0
+
+    raise typer.Exit(run(main()))

@@ -1,0 +1,115 @@
+"""Commands that read: status (each journey) and report (the bilan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from corridor import service
+from corridor.cli.app import ProgrammeOption, QueryOption, err, out, run
+from corridor.cli.connections import (
+    connected,
+    matching_streams,
+    open_store,
+    programme_id_of,
+    ui_link,
+)
+from corridor.errors import Failure
+from corridor.logs import configure_logging
+from corridor.reports import ReportFormat, print_bilan
+from corridor.settings import load_settings
+from domain.calendar import zone
+
+
+def status(
+    firm: Annotated[str | None, typer.Argument(help="One firm (default: every journey).")] = None,
+    programme: ProgrammeOption = None,
+    query: QueryOption = None,
+) -> None:
+    """Each journey's stage, last event, next deadline and Web UI link.
+
+    With --query, only the journeys that Temporal's visibility finds for the filter
+    (the same filters as the Web UI's search box).
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with connected(settings) as connections:
+            programme_id = await programme_id_of(connections, programme)
+            matching = await matching_streams(connections.client, programme_id, query)
+            async with open_store(connections) as store:
+                rows = await store.journey_summaries(programme_id, firm)
+            rows = [r for r in rows if matching is None or r["stream_id"] in matching]
+            if not rows and query is not None:
+                raise Failure(f"no journey of {programme_id} matches --query {query!r}", 1)
+            if not rows:
+                raise Failure(f"no journey for {firm or 'any firm'} in {programme_id}", 1)
+            links = {r["stream_id"]: ui_link(settings, connections, r["stream_id"]) for r in rows}
+            with_links = any(links.values())
+            table = Table(title=f"Journeys of {programme_id}")
+            columns = ["firm", "stage", "cycle", "last event", "next deadline"]
+            for column in [*columns, "Web UI"] if with_links else columns:
+                table.add_column(column, overflow="fold")
+            tz = zone(rows[0]["timezone"])
+            for row in rows:
+                last_on = row["last_event_at"].astimezone(tz).date() if row["last_event_at"] else ""
+                cells = [
+                    row["firm_id"],
+                    row["stage"].replace("_", " "),
+                    str(row["cycle"]),
+                    f"{last_on} {row['last_event_summary'] or ''}",
+                    row["next_deadline"] or "—",
+                ]
+                table.add_row(*cells, *([links[row["stream_id"]]] if with_links else []))
+            out.print(table)
+            if firm is not None:
+                view = await service.view(connections.client, programme_id, firm)
+                out.print(f"business date: {view.business_now.astimezone(tz).date()}")
+                for refusal in view.refusals[-5:]:
+                    when = refusal.at.astimezone(tz).date()
+                    out.print(
+                        f"refused signal ({when}): {refusal.command}: {refusal.message}",
+                        soft_wrap=True,
+                    )
+
+    run(main())
+
+
+def report(
+    programme: Annotated[str, typer.Argument(help="Programme id, e.g. qc-california.")],
+    mission: Annotated[str | None, typer.Option(help="Only firms introduced there.")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.TERMINAL,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    query: QueryOption = None,
+) -> None:
+    """The bilan of a programme: how many contracts came out of it ("combien?").
+
+    With --query, the bilan of the journeys matching a visibility filter only.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with connected(settings) as connections, open_store(connections) as store:
+            matching = await matching_streams(connections.client, programme, query)
+            await print_bilan(
+                store,
+                programme,
+                out=out,
+                err=err,
+                mission=mission,
+                format=format,
+                output=output,
+                matching=matching,
+                query=query,
+            )
+            if matching and format is ReportFormat.TERMINAL and output is None:
+                for stream_id in sorted(matching):
+                    link = ui_link(settings, connections, stream_id)
+                    out.print(f"{stream_id}  {link}".rstrip())
+
+    run(main())

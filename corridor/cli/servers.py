@@ -1,0 +1,105 @@
+"""Commands that run or set up the servers: dev, setup, migrate, rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from activities.migrations import MigrationError, migrate_database
+from corridor.cli.app import err, out, run
+from corridor.cli.connections import connected, open_store
+from corridor.errors import Failure
+from corridor.logs import configure_logging
+from corridor.runtime import run_worker
+from corridor.settings import load_settings
+from corridor.stack import embedded_stack
+from corridor.temporal import connect, register_search_attributes
+from workflows import search
+
+
+def dev(
+    headless: Annotated[bool, typer.Option(help="Do not serve the Temporal Web UI.")] = False,
+) -> None:
+    """Run the embedded stack in the foreground: Temporal, PostgreSQL and a worker.
+
+    State is kept under CORRIDOR_DATA_DIR (default .corridor/); starting again resumes
+    every journey where it was. Ctrl-C stops it.
+    """
+    configure_logging()
+    settings = load_settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with embedded_stack(
+            settings, headless=headless, search_attributes=search.ALL
+        ) as stack:
+            client = await connect(stack.temporal_address)
+            err.print(
+                f"Corridor is running. Temporal Web UI: {stack.ui_url or '(headless)'}"
+                f"  Temporal: {stack.temporal_address}  Data: {settings.data_dir}\n"
+                "Press Ctrl-C to stop.",
+                highlight=False,
+            )
+            await run_worker(client, stack.dsn, settings.task_queue, stop)
+
+    run(main())
+
+
+def setup() -> None:
+    """Register Corridor's search attributes on the Temporal cluster (idempotent)."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with connected(settings) as connections:
+            added = await register_search_attributes(connections.client)
+        out.print(
+            f"search attributes: {len(added)} added ({', '.join(added) or 'none'}), "
+            f"{len(search.ALL) - len(added)} already registered"
+        )
+
+    run(main())
+
+
+def rebuild() -> None:
+    """Rebuild every read model from the event store's events."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with connected(settings) as connections, open_store(connections) as store:
+            count = await store.rebuild_read_models()
+        out.print(f"read models rebuilt from {count} events")
+
+    run(main())
+
+
+def migrate() -> None:
+    """Migrate the PostgreSQL schema and create the worker's role (idempotent).
+
+    Connects with CORRIDOR_ADMIN_DSN (the schema owner's DSN), else with CORRIDOR_DSN.
+    Workers given CORRIDOR_ADMIN_DSN do this themselves when they start.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        dsn = settings.admin_dsn or settings.dsn
+        if dsn is None:
+            raise Failure("set CORRIDOR_ADMIN_DSN to the DSN of the schema's owner", 2)
+        try:
+            applied = await migrate_database(dsn)
+        except OSError as error:
+            raise Failure(f"cannot reach PostgreSQL ({error})", 3) from None
+        except MigrationError as error:
+            raise Failure(str(error), 1) from None
+        done = ", ".join(str(number) for number in applied)
+        out.print(f"migrations applied: {done}" if applied else "the schema is current")
+
+    run(main())

@@ -1,0 +1,277 @@
+"""Staff commands, one fact at a time: meetings, contract, visit, evaluate, withdraw."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from corridor import service
+from corridor.cli.app import CommandIdOption, OnOption, ProgrammeOption, out, run
+from corridor.cli.connections import connected, programme_id_of
+from corridor.errors import Failure
+from corridor.imports import parse_amount, parse_aware_datetime, parse_date
+from corridor.logs import configure_logging
+from corridor.settings import load_settings
+from domain.commands import (
+    ArrangeMeeting,
+    Command,
+    DecideEvaluation,
+    Decision,
+    Outcome,
+    RecordMeetingResult,
+    RecordVisitAttendance,
+    RequestMeeting,
+    SignContract,
+    Withdraw,
+)
+from domain.money import Money
+from domain.wording import explain
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return parse_date(value)
+    except ValueError as error:
+        raise Failure(f"{option} {value!r} is not a date: {error}", 2) from None
+
+
+def _first(error: BaseException) -> str:
+    """An error in plain words (pydantic's without its jargon)."""
+    if isinstance(error, ValidationError):
+        return explain(error)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _choice(kind: type[E], value: str, name: str) -> E:
+    """One of an enumeration's values, or a one-line error naming them all."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise Failure(f"{name} {value!r} is not one of {allowed}", 2) from None
+
+
+def _retry_safe_id(firm: str, command: Command) -> str:
+    """A command id for a command typed without one.
+
+    The same command for the same firm on the same day gets the same id, so running it
+    again after a time-out or an error records it once.
+    """
+    today = datetime.now(UTC).date()
+    content = f"{firm}\x1f{today}\x1f{command.model_dump_json(exclude={'command_id'})}"
+    return "cli-" + hashlib.sha256(content.encode()).hexdigest()[:32]
+
+
+def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) -> None:
+    """Build a staff command from options and send it to the firm's journey."""
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        try:
+            command = build()
+        except ValueError as error:
+            raise Failure(_first(error), 2) from None
+        if command.command_id is None:
+            command = command.model_copy(update={"command_id": _retry_safe_id(firm, command)})
+        async with connected(settings) as connections:
+            programme_id = await programme_id_of(connections, programme)
+            try:
+                result = await service.send(connections.client, programme_id, firm, command)
+            except service.Refused as refusal:
+                raise Failure(f"refused ({refusal.rule}): {refusal.message}", 1) from None
+        if result.duplicate:
+            out.print("already recorded: nothing new was written")
+        for line in result.events:
+            out.print(f"recorded: {line}")
+
+    run(main())
+
+
+def meeting_request(
+    firm: str,
+    meeting_id: str,
+    counterpart: str,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """The firm asks to meet COUNTERPART (e.g. Apple)."""
+    _send_one(
+        programme,
+        firm,
+        lambda: RequestMeeting(
+            meeting_id=meeting_id,
+            counterpart=counterpart,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+def meeting_arrange(
+    firm: str,
+    meeting_id: str,
+    partner: Annotated[str, typer.Option(help="Partner id, e.g. labizfed.")],
+    at: Annotated[str, typer.Option(help="When, with its UTC offset: 2014-11-19T10:00-08:00.")],
+    place: Annotated[str | None, typer.Option(help="Where.")] = None,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """A partner arranges a requested meeting."""
+
+    def build() -> Command:
+        try:
+            scheduled = parse_aware_datetime(at)
+        except ValueError as error:
+            raise Failure(f"--at {at!r}: {error}", 2) from None
+        return ArrangeMeeting(
+            meeting_id=meeting_id,
+            partner_id=partner,
+            scheduled_at=scheduled,
+            place=place,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        )
+
+    _send_one(programme, firm, build)
+
+
+def meeting_result(
+    firm: str,
+    meeting_id: str,
+    outcome: Annotated[
+        str, typer.Argument(help="promising, neutral, not_interested, no_show or cancelled.")
+    ],
+    notes: Annotated[str, typer.Option(help="Notes on the meeting.")] = "",
+    next_step: Annotated[str | None, typer.Option(help="Agreed next step.")] = None,
+    next_step_due: Annotated[str | None, typer.Option(help="Next step due YYYY-MM-DD.")] = None,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Record how an arranged meeting went."""
+    _send_one(
+        programme,
+        firm,
+        lambda: RecordMeetingResult(
+            meeting_id=meeting_id,
+            outcome=_choice(Outcome, outcome, "outcome"),
+            notes=notes,
+            next_step=next_step,
+            next_step_due_on=_date(next_step_due, "--next-step-due"),
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+def contract(
+    firm: str,
+    counterpart: Annotated[str, typer.Option(help="Who the contract is with.")],
+    amount: Annotated[str, typer.Option(help="Amount, e.g. 180000.00.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code, e.g. USD.")],
+    meeting: Annotated[
+        list[str] | None, typer.Option(help="Meeting that led to it (repeatable).")
+    ] = None,
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Record a contract signed with a counterpart."""
+
+    def build() -> Command:
+        try:
+            value = Money(amount=parse_amount(amount), currency=currency)
+        except (ValueError, ArithmeticError) as error:
+            message = f"--amount {amount!r} --currency {currency!r}: {_first(error)}"
+            raise Failure(message, 2) from None
+        return SignContract(
+            counterpart=counterpart,
+            value=value,
+            meeting_ids=meeting or [],
+            notes=notes,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        )
+
+    _send_one(programme, firm, build)
+
+
+class Attendance(StrEnum):
+    """Whether the firm takes part in the open return visit."""
+
+    ATTENDED = "attended"
+    SKIPPED = "skipped"
+
+
+def visit(
+    firm: str,
+    attendance: Annotated[str, typer.Argument(help="attended or skipped.")],
+    mission: Annotated[str | None, typer.Option(help="Mission id of the visit.")] = None,
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Record whether the firm takes part in the open return visit."""
+    _send_one(
+        programme,
+        firm,
+        lambda: RecordVisitAttendance(
+            attended=_choice(Attendance, attendance, "attendance") is Attendance.ATTENDED,
+            mission_id=mission,
+            notes=notes,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+def evaluate(
+    firm: str,
+    decision: Annotated[str, typer.Argument(help="renew or close.")],
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """Decide the two-year evaluation: renew for another cycle, or close."""
+    _send_one(
+        programme,
+        firm,
+        lambda: DecideEvaluation(
+            decision=_choice(Decision, decision, "decision"),
+            notes=notes,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+    )
+
+
+def withdraw(
+    firm: str,
+    reason: Annotated[str, typer.Option(help="Why the firm withdraws.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+) -> None:
+    """The firm withdraws from the programme."""
+    _send_one(
+        programme,
+        firm,
+        lambda: Withdraw(reason=reason, occurred_on=_date(on, "--on"), command_id=command_id),
+    )

@@ -1,0 +1,213 @@
+"""The journal: one CSV row per record staff made, each becoming a staff command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from corridor.imports.problems import InputError, RowError
+from corridor.imports.spreadsheet import RowReader, build_model, command_id, read_csv
+from corridor.imports.values import parse_amount, parse_aware_datetime, parse_currency, parse_date
+from domain.commands import (
+    ArrangeMeeting,
+    DecideEvaluation,
+    Decision,
+    Outcome,
+    RecordMeetingResult,
+    RecordVisitAttendance,
+    RequestMeeting,
+    SignContract,
+    StaffCommand,
+    Withdraw,
+)
+from domain.money import Money
+from domain.programme import Programme
+
+JOURNAL_COLUMNS = (
+    "occurred_on",
+    "firm_id",
+    "action",
+    "meeting_id",
+    "counterpart",
+    "partner_id",
+    "scheduled_at",
+    "outcome",
+    "amount",
+    "currency",
+    "mission_id",
+    "decision",
+    "notes",
+)
+_JOURNAL_REQUIRED = {"occurred_on", "firm_id", "action"}
+_ACTION_COLUMNS: dict[str, set[str]] = {
+    "meeting_requested": {"meeting_id", "counterpart"},
+    "meeting_arranged": {"meeting_id", "partner_id", "scheduled_at"},
+    "meeting_held": {"meeting_id", "outcome"},
+    "contract_signed": {"meeting_id", "counterpart", "amount", "currency"},
+    "visit_attended": {"mission_id"},
+    "visit_skipped": {"mission_id"},
+    "evaluation_decided": {"decision"},
+    "withdrew": set(),
+}
+ACTIONS = tuple(_ACTION_COLUMNS)
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    """One journal row, ready to send to the firm's journey.
+
+    Attributes:
+        row: Spreadsheet row number.
+        firm_id: The firm whose journey receives the command.
+        action: The journal's action name.
+        command: The command to send.
+    """
+
+    row: int
+    firm_id: str
+    action: str
+    command: StaffCommand
+
+    @property
+    def occurred_on(self) -> date:
+        """Business date of the record."""
+        assert self.command.occurred_on is not None
+        return self.command.occurred_on
+
+
+def _journal_command(reader: RowReader, action: str, cid: str) -> StaffCommand | None:
+    """Build the command of one journal row, or record its problems and return None."""
+    before = len(reader.errors)
+    day = reader.parsed("occurred_on", parse_date, "a date")
+    notes = reader.text("notes", required=False) or ""
+    reader.unused([c for c in JOURNAL_COLUMNS[3:-1] if c not in _ACTION_COLUMNS[action]])
+    model: type[BaseModel]
+    fields: dict[str, Any] = {"command_id": cid, "occurred_on": day}
+    match action:
+        case "meeting_requested":
+            model = RequestMeeting
+            fields |= {
+                "meeting_id": reader.text("meeting_id"),
+                "counterpart": reader.text("counterpart"),
+            }
+        case "meeting_arranged":
+            model = ArrangeMeeting
+            fields |= {
+                "meeting_id": reader.text("meeting_id"),
+                "partner_id": reader.text("partner_id"),
+                "scheduled_at": reader.parsed("scheduled_at", parse_aware_datetime, "a timestamp"),
+            }
+        case "meeting_held":
+            model = RecordMeetingResult
+            fields |= {
+                "meeting_id": reader.text("meeting_id"),
+                "outcome": reader.choice("outcome", Outcome),
+                "notes": notes,
+            }
+        case "contract_signed":
+            meeting_id = reader.text("meeting_id", required=False)
+            counterpart = reader.text("counterpart")
+            amount = reader.parsed("amount", parse_amount, "an amount")
+            currency = reader.text("currency")
+            if currency is not None:
+                try:
+                    currency = parse_currency(currency)
+                except ValueError as error:
+                    reader.fail("currency", str(error))
+                    currency = None
+            if amount is None or currency is None:
+                return None
+            value = build_model(reader, "amount", Money, amount=amount, currency=currency)
+            if value is None:
+                return None
+            model = SignContract
+            fields |= {
+                "counterpart": counterpart,
+                "value": value,
+                "meeting_ids": [meeting_id] if meeting_id else [],
+                "notes": notes,
+            }
+        case "visit_attended" | "visit_skipped":
+            model = RecordVisitAttendance
+            fields |= {
+                "attended": action == "visit_attended",
+                "mission_id": reader.text("mission_id", required=False),
+                "notes": notes,
+            }
+        case "evaluation_decided":
+            model = DecideEvaluation
+            fields |= {
+                "decision": reader.choice("decision", Decision),
+                "notes": notes,
+            }
+        case _:
+            model = Withdraw
+            fields |= {"reason": notes}
+    if len(reader.errors) != before:
+        return None
+    return build_model(reader, None, model, **fields)  # type: ignore[return-value]
+
+
+def journal_firm_ids(path: Path) -> set[str]:
+    """The firm ids a journal names (to check them before reading it whole).
+
+    Raises:
+        InputError: The file cannot be read as a journal (missing, header problems).
+    """
+    return {
+        row["firm_id"]
+        for row in read_csv(path, JOURNAL_COLUMNS, _JOURNAL_REQUIRED)
+        if row.get("firm_id")
+    }
+
+
+def load_journal(
+    path: Path, programme: Programme, known_firms: set[str] | None = None
+) -> list[JournalRecord]:
+    """Read a journal: one row per record staff made, each becoming a command.
+
+    Args:
+        path: The journal CSV (columns ``JOURNAL_COLUMNS``; a row fills only the
+            columns its action uses).
+        programme: The programme; partner and mission ids are checked against it.
+        known_firms: Firms that have a journey; other firm ids are reported (None: not
+            checked).
+
+    Returns:
+        The records sorted by date (rows of the same date keep their file order).
+
+    Raises:
+        InputError: Every problem found, with its row and column.
+    """
+    source = path.name
+    errors: list[RowError] = []
+    records: list[JournalRecord] = []
+    partners = {p.id for p in programme.partners}
+    missions = {m.id for m in programme.missions}
+    for row in read_csv(path, JOURNAL_COLUMNS, _JOURNAL_REQUIRED):
+        reader = RowReader(source, row, errors)
+        firm_id = reader.text("firm_id")
+        if firm_id is not None and known_firms is not None and firm_id not in known_firms:
+            reader.fail("firm_id", f"firm has no journey in programme {programme.id}")
+        action = reader.text("action")
+        if action is not None and action not in _ACTION_COLUMNS:
+            reader.fail("action", f"unknown action (expected one of {', '.join(ACTIONS)})")
+            continue
+        if row.get("partner_id") and row["partner_id"] not in partners:
+            reader.fail("partner_id", f"unknown partner (known: {', '.join(sorted(partners))})")
+        if row.get("mission_id") and row["mission_id"] not in missions:
+            reader.fail("mission_id", f"unknown mission (known: {', '.join(sorted(missions))})")
+        if action is None or firm_id is None:
+            continue
+        cid = command_id("journal", programme.id, row, JOURNAL_COLUMNS)
+        command = _journal_command(reader, action, cid)
+        if command is not None:
+            records.append(JournalRecord(reader.number, firm_id, action, command))
+    if errors:
+        raise InputError(errors)
+    return sorted(records, key=lambda r: (r.occurred_on, r.row))
+

@@ -1,0 +1,105 @@
+"""What a Corridor worker process is made of: its client, its event store, its worker.
+
+``worker.py`` (the deployed entry point), ``corridor dev``, ``corridor demo`` and the
+tests build their workers here. The worker runs the ``FirmJourney`` workflow and the
+``JourneyActivities.store_events`` activity on one task queue.
+"""
+
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import urllib.parse
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.journey import JourneyActivities
+from activities.migrations import migrate_database
+from activities.store import EventStore
+from corridor.logs import configure_logging
+from corridor.settings import load_settings
+from corridor.stack import read_stack_file
+from corridor.temporal import connect
+from workflows.journey import FirmJourney
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(client: Client, store: EventStore, task_queue: str) -> Worker:
+    """Wire the journey's workflow and activities on ``task_queue``.
+
+    Args:
+        client: A client connected with the pydantic data converter.
+        store: The event store the activities append to.
+        task_queue: The task queue to poll.
+    """
+    activities = JourneyActivities(store)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[FirmJourney],
+        activities=[activities.store_events, activities.find_command],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(
+    client: Client,
+    dsn: str,
+    task_queue: str,
+    stop: asyncio.Event,
+    *,
+    admin_dsn: str | None = None,
+) -> None:
+    """Run a worker until ``stop`` is set, then shut it down gracefully.
+
+    Args:
+        client: The Temporal client.
+        dsn: PostgreSQL DSN of the event store, the worker's role (the schema is
+            checked first, and migrated with it when not current and no ``admin_dsn``).
+        task_queue: The task queue to poll.
+        stop: Set it to stop the worker.
+        admin_dsn: DSN of the schema's owner, used only to migrate the schema first.
+    """
+    if admin_dsn is not None:
+        applied = await migrate_database(admin_dsn)
+        if applied:
+            log.info("worker.schema_migrated", migrations=applied)
+    async with EventStore.connect(dsn) as store:
+        worker = build_worker(client, store, task_queue)
+        log.info(
+            "worker.started",
+            task_queue=task_queue,
+            namespace=client.namespace,
+            database_user=urllib.parse.urlsplit(dsn).username,
+        )
+        async with worker:
+            await stop.wait()
+        log.info("worker.stopped", task_queue=task_queue)
+
+
+async def main() -> None:
+    """Run the worker against the configured (or the running embedded) stack."""
+    configure_logging()
+    settings = load_settings()
+    stack = read_stack_file(settings.data_dir)
+    dsn = settings.dsn or (stack.dsn if stack else None)
+    if dsn is None:
+        raise SystemExit("no PostgreSQL: set CORRIDOR_DSN or start `corridor dev`")
+    client = await connect(stack.temporal_address if stack else "localhost:7233")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(client, dsn, settings.task_queue, stop, admin_dsn=settings.admin_dsn)
+
+
+def serve() -> None:
+    """Run :func:`main` until SIGINT or SIGTERM (the ``python worker.py`` process)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
