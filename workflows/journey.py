@@ -735,6 +735,7 @@ class FirmJourney:
         await workflow.wait_condition(lambda: self._stored_version >= version)
         self._remember_update(update_id, version)
         return CommandResult(
+            duplicate=not events,  # the journey already records this fact
             stream_version=version,
             events=[e.summary for e in self._timeline if first <= e.version <= version],
         )
