@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -74,6 +77,63 @@ class Refused(Exception):
 
 class Unreachable(ConnectionError):
     """Temporal cannot be reached (or does not answer): nothing is known of the journey."""
+
+
+class NoWorker(Unreachable):
+    """No worker polls the journey's task queue: nothing can answer a command."""
+
+
+ANSWER_WITHIN = 10.0
+"""Seconds after which a journey that has not answered is checked for a worker."""
+
+
+async def _pollers(client: Client, handle: WorkflowHandle[Any, Any]) -> tuple[str, int]:
+    """The journey's task queue and how many workers poll it now."""
+    description = await handle.describe()
+    queue = description.task_queue or ""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return queue, len(response.pollers)
+
+
+async def answered(
+    client: Client,
+    handle: WorkflowHandle[Any, Any],
+    call: Awaitable[T],
+    *,
+    within: float = ANSWER_WITHIN,
+) -> T:
+    """Wait for a journey's answer; if none comes ``within`` seconds, check for a worker.
+
+    A journey answers updates and queries only through a worker. When none polls its
+    task queue, waiting would hang without a word: the call is abandoned instead.
+
+    Raises:
+        NoWorker: No worker polls the journey's task queue (the message says what to
+            start).
+    """
+    task = asyncio.ensure_future(call)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=within)
+        if done:
+            return task.result()
+        try:
+            queue, pollers = await _pollers(client, handle)
+        except RPCError:
+            continue  # the call itself will tell what is wrong
+        if pollers == 0:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise NoWorker(
+                f"no worker is running for task queue {queue!r}, so the journey cannot "
+                "answer: start `corridor dev`, or a worker (`python worker.py`) with "
+                f"CORRIDOR_TASK_QUEUE={queue}"
+            )
 
 
 @dataclass(frozen=True)
@@ -203,8 +263,10 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
     update_id = str(uuid.uuid4())
     for attempt in range(_CLOSING_RETRIES + 1):
         try:
-            result: CommandResult = await handle.execute_update(
-                update, command, id=update_id, result_type=CommandResult
+            result: CommandResult = await answered(
+                client,
+                handle,
+                handle.execute_update(update, command, id=update_id, result_type=CommandResult),
             )
             return result
         except WorkflowUpdateFailedError as error:
@@ -273,7 +335,7 @@ async def view(client: Client, programme_id: str, firm_id: str) -> JourneyView:
     """
     handle = journey_handle(client, programme_id, firm_id)
     try:
-        return await handle.query(FirmJourney.state)
+        return await answered(client, handle, handle.query(FirmJourney.state))
     except RPCError as error:
         raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
 
@@ -296,7 +358,7 @@ async def sync(client: Client, programme_id: str, firm_id: str) -> int | Ended:
     handle = journey_handle(client, programme_id, firm_id)
 
     async def update() -> int:
-        result = await handle.execute_update(FirmJourney.sync)
+        result = await answered(client, handle, handle.execute_update(FirmJourney.sync))
         return result.stream_version
 
     return await _unless_ended(handle, programme_id, firm_id, update)

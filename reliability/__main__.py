@@ -57,7 +57,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
         ("burst", lambda p: burst_during_continue_as_new(80, p, bursts=3)),
         ("appends", lambda p: appends_out_of_order(50, p)),
         ("reset", lambda p: journeys_reset(20, p)),
-        ("commands", lambda p: many_commands(10_000, p)),
+        ("commands", lambda p: many_commands(10_000, p, continue_as_new_after=2_000)),
     ]
 
 
