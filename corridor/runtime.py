@@ -24,7 +24,7 @@ from activities.store import EventStore
 from corridor.logs import configure_logging
 from corridor.settings import load_settings
 from corridor.stack import read_stack_file
-from corridor.temporal import connect
+from corridor.temporal import SearchAttributesMissing, connect, require_search_attributes
 from workflows.journey import FirmJourney
 
 log = structlog.get_logger(__name__)
@@ -65,7 +65,11 @@ async def run_worker(
         task_queue: The task queue to poll.
         stop: Set it to stop the worker.
         admin_dsn: DSN of the schema's owner, used only to migrate the schema first.
+
+    Raises:
+        SearchAttributesMissing: The namespace lacks Corridor's search attributes.
     """
+    await require_search_attributes(client)
     if admin_dsn is not None:
         applied = await migrate_database(admin_dsn)
         if applied:
@@ -96,7 +100,10 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(client, dsn, settings.task_queue, stop, admin_dsn=settings.admin_dsn)
+    try:
+        await run_worker(client, dsn, settings.task_queue, stop, admin_dsn=settings.admin_dsn)
+    except SearchAttributesMissing as error:
+        raise SystemExit(f"worker not started: {error}") from None
 
 
 def serve() -> None:

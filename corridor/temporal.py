@@ -33,6 +33,33 @@ async def connect(default_address: str = "localhost:7233") -> Client:
     return await Client.connect(**config, data_converter=pydantic_data_converter)
 
 
+class SearchAttributesMissing(RuntimeError):
+    """The namespace lacks some of Corridor's search attributes (``corridor setup`` adds them)."""
+
+
+async def missing_search_attributes(client: Client) -> list[str]:
+    """Names of Corridor's search attributes the client's namespace does not have."""
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    existing = set(listed.custom_attributes)
+    return sorted(key.name for key in search.ALL if key.name not in existing)
+
+
+async def require_search_attributes(client: Client) -> None:
+    """Check that the namespace has every search attribute journeys set.
+
+    Raises:
+        SearchAttributesMissing: Some are missing; the message names them and the fix.
+    """
+    missing = await missing_search_attributes(client)
+    if missing:
+        raise SearchAttributesMissing(
+            f"Temporal namespace {client.namespace!r} lacks Corridor's search attributes "
+            f"({', '.join(missing)}): run `corridor setup` once"
+        )
+
+
 async def register_search_attributes(client: Client) -> list[str]:
     """Register the journey's search attributes that the namespace lacks.
 

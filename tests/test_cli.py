@@ -22,8 +22,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import EventStore
 from corridor import service
-from corridor.stack import TemporalDevServer
+from corridor.stack import TemporalDevServer, free_port
 from tests.support import Run, run_program
+from workflows import search
 from workflows.journey import journey_workflow_id
 
 CORRIDOR = Path(sys.executable).with_name("corridor")
@@ -215,6 +216,46 @@ async def test_unreachable_temporal_exits_3(cli: Cli, programme_id: str) -> None
     run = await Cli(env, cli.cwd)("status", "--programme", programme_id)
     assert run.code == 3, run
     assert "cannot reach Temporal at 127.0.0.1:9" in flat(run.err), run
+
+
+async def test_a_command_no_worker_can_answer_exits_3_naming_what_to_start(
+    cli: Cli, roster: Path, programme: Path, programme_id: str
+) -> None:
+    """Journeys on a task queue that no worker polls: the command does not hang."""
+    queue = f"nobody-{programme_id}"
+    orphan = Cli(cli.env | {"CORRIDOR_TASK_QUEUE": queue}, cli.cwd)
+    run = await orphan("enroll", roster, "--programme", programme)
+    assert run.code == 0, run
+    run = await orphan(
+        "meeting", "request", "trifide", "mt-1", "Apple", "--programme", programme_id
+    )
+    assert run.code == 3, run
+    assert f"no worker is running for task queue '{queue}'" in flat(run.err), run
+    assert "start `corridor dev`" in flat(run.err), run
+
+
+async def test_a_server_without_corridors_search_attributes_names_corridor_setup(
+    cli: Cli, dsn: str, tmp_path: Path
+) -> None:
+    """Commands and the worker say what to run; `corridor setup` fixes it."""
+    bare = TemporalDevServer(port=free_port(), headless=True, log_file=tmp_path / "bare.log")
+    async with bare:
+        on_bare = Cli(cli.env | {"TEMPORAL_ADDRESS": bare.address}, cli.cwd)
+        run = await on_bare("status", "--programme", "nowhere")
+        assert run.code == 3, run
+        assert "lacks Corridor's search attributes" in flat(run.err), run
+        assert "run `corridor setup` once" in flat(run.err), run
+        worker = await run_program(
+            sys.executable, "worker.py", env=on_bare.env, cwd=Path(__file__).parent.parent
+        )
+        assert worker.code != 0, worker
+        assert "worker not started" in worker.err and "corridor setup" in worker.err, worker
+
+        run = await on_bare("setup")
+        assert run.code == 0, run
+        assert f"search attributes: {len(search.ALL)} added" in run.out, run
+        run = await on_bare("status", "--programme", "nowhere")
+        assert "search attributes" not in run.err, run
 
 
 # ---------------------------------------------------------------------------- enroll

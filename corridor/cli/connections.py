@@ -23,7 +23,7 @@ from corridor.errors import Failure
 from corridor.imports import load_programme
 from corridor.settings import Settings, load_settings
 from corridor.stack import StackInfo, read_stack_file
-from corridor.temporal import connect
+from corridor.temporal import SearchAttributesMissing, connect, require_search_attributes
 from workflows import search
 
 
@@ -43,11 +43,18 @@ class Connections:
 
 
 @contextlib.asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[Connections]:
+async def connected(
+    settings: Settings, *, search_attributes: bool = True
+) -> AsyncIterator[Connections]:
     """Connect to Temporal (the running stack's, or the environment's).
 
+    Args:
+        settings: Corridor's settings.
+        search_attributes: Check that the namespace has Corridor's search attributes
+            (every command but ``corridor setup``, which adds them).
+
     Raises:
-        Failure: Temporal cannot be reached (exit 3).
+        Failure: Temporal cannot be reached, or lacks the search attributes (exit 3).
     """
     stack = read_stack_file(settings.data_dir)
     address = stack.temporal_address if stack else f"localhost:{settings.temporal_port}"
@@ -60,6 +67,11 @@ async def connected(settings: Settings) -> AsyncIterator[Connections]:
             f"`corridor dev` in another terminal, or set TEMPORAL_ADDRESS ({detail})",
             3,
         ) from None
+    if search_attributes:
+        try:
+            await require_search_attributes(client)
+        except SearchAttributesMissing as error:
+            raise Failure(str(error), 3) from None
     yield Connections(client, settings.dsn or (stack.dsn if stack else None), stack)
 
 

@@ -57,7 +57,7 @@ def setup() -> None:
     settings = load_settings()
 
     async def main() -> None:
-        async with connected(settings) as connections:
+        async with connected(settings, search_attributes=False) as connections:
             added = await register_search_attributes(connections.client)
         out.print(
             f"search attributes: {len(added)} added ({', '.join(added) or 'none'}), "
