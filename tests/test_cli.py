@@ -7,6 +7,7 @@ user sees: the exit code and the messages.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -256,6 +257,50 @@ async def test_a_server_without_corridors_search_attributes_names_corridor_setup
         assert f"search attributes: {len(search.ALL)} added" in run.out, run
         run = await on_bare("status", "--programme", "nowhere")
         assert "search attributes" not in run.err, run
+
+
+def _second_programme(
+    programme: Path, roster: Path, programme_id: str, folder: Path
+) -> tuple[Path, Path]:
+    """The same programme under the id ``PROGRAMME-b``, and a roster of trifide alone."""
+    other = folder / "other.toml"
+    text = programme.read_text("utf-8")
+    other.write_text(
+        text.replace(f'id = "{programme_id}"', f'id = "{programme_id}-b"', 1), "utf-8"
+    )
+    lines = roster.read_text("utf-8").splitlines()
+    kept = [line for line in lines if line.startswith(("firm_id", "trifide"))]
+    return other, write(folder / "trifide.csv", *kept)
+
+
+async def test_commands_find_the_programme_of_a_firm_in_only_one(
+    cli: Cli, client: Client, roster: Path, programme: Path, programme_id: str, tmp_path: Path
+) -> None:
+    """Without --programme: the firm's only programme, or the list when it has several."""
+    other_id = f"{programme_id}-b"
+    other, only_trifide = _second_programme(programme, roster, programme_id, tmp_path)
+    assert (await cli("enroll", roster, "--programme", programme)).code == 0
+    assert (await cli("enroll", only_trifide, "--programme", other)).code == 0
+    for firm, programmes in (("nordik", 1), ("trifide", 2)):
+        query = f"CorridorFirm = '{firm}' AND CorridorProgramme STARTS_WITH '{programme_id}'"
+        for _ in range(100):  # visibility follows the start a moment later
+            if (await client.count_workflows(query)).count == programmes:
+                break
+            await asyncio.sleep(0.1)
+
+    run = await cli("meeting", "request", "nordik", "mt-1", "Apple")
+    assert run.code == 0, run
+    assert "recorded: meeting mt-1 with Apple requested" in run.out, run
+    run = await cli("status", "nordik")
+    assert run.code == 0, run
+    assert f"Journeys of {programme_id}" in flat(run.out), run
+
+    run = await cli("status", "trifide")
+    assert run.code == 2, run
+    assert f"trifide has journeys in several programmes ({programme_id}, {other_id})" in flat(
+        run.err
+    ), run
+    assert "--programme" in run.err, run
 
 
 # ---------------------------------------------------------------------------- enroll

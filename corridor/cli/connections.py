@@ -100,16 +100,40 @@ async def open_store(connections: Connections) -> AsyncIterator[EventStore]:
         await opening.__aexit__(None, None, None)
 
 
-async def programme_id_of(connections: Connections, given: str | None) -> str:
-    """The programme named by id or by its TOML file, or the only one there is.
+async def programme_id_of(
+    connections: Connections, given: str | None, firm: str | None = None
+) -> str:
+    """The programme named by id or by its TOML file, else the only one that fits.
+
+    Without ``--programme``: the only programme in which ``firm`` has a journey
+    (found through Temporal's visibility), or the only programme there is.
 
     Raises:
-        Failure: No programme, or several and none chosen (exit 2).
+        Failure: No programme fits, or several do and none was chosen (exit 2); the
+            message lists them.
     """
     if given and given.endswith(".toml"):
         return load_programme(Path(given)).id
     if given:
         return given
+    if firm is not None and _IDENTIFIER.fullmatch(firm):
+        found = sorted(
+            {
+                str(w.typed_search_attributes.get(search.PROGRAMME))
+                async for w in connections.client.list_workflows(
+                    f"{search.FIRM.name} = '{firm}'"
+                )
+                if w.typed_search_attributes.get(search.PROGRAMME)
+            }
+        )
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise Failure(
+                f"{firm} has journeys in several programmes ({', '.join(found)}): "
+                "choose one with --programme",
+                2,
+            )
     async with open_store(connections) as store:
         programmes = await store.programmes()
     if len(programmes) == 1:

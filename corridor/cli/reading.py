@@ -39,7 +39,7 @@ def status(
 
     async def main() -> None:
         async with connected(settings) as connections:
-            programme_id = await programme_id_of(connections, programme)
+            programme_id = await programme_id_of(connections, programme, firm)
             matching = await matching_streams(connections.client, programme_id, query)
             async with open_store(connections) as store:
                 rows = await store.journey_summaries(programme_id, firm)

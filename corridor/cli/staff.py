@@ -86,7 +86,7 @@ def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) ->
         if command.command_id is None:
             command = command.model_copy(update={"command_id": _retry_safe_id(firm, command)})
         async with connected(settings) as connections:
-            programme_id = await programme_id_of(connections, programme)
+            programme_id = await programme_id_of(connections, programme, firm)
             try:
                 result = await service.send(connections.client, programme_id, firm, command)
             except service.Refused as refusal:
