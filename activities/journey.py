@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.store import ConcurrencyError, EventStore
+from corridor import observability
 from domain.events import EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -59,6 +62,7 @@ class JourneyActivities:
             stream_id=input.stream_id,
             attempt=info.attempt,
         )
+        started = time.monotonic()
         try:
             result = await self.store.append(
                 input.stream_id, input.expected_version, input.events
@@ -68,6 +72,9 @@ class JourneyActivities:
             raise ApplicationError(
                 str(error), type="ConcurrencyError", non_retryable=True
             ) from error
+        observability.record_append(
+            [e.event.type for e in input.events], result.appended, time.monotonic() - started
+        )
         bound.info(
             "store_events.done",
             appended=result.appended,

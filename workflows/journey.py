@@ -32,6 +32,7 @@ from workflows import search
 
 with workflow.unsafe.imports_passed_through():
     from activities.journey import JourneyActivities, StoreEventsInput
+    from corridor import observability
     from domain.calendar import ProgrammeClock, local_date
     from domain.commands import (
         ArrangeMeeting,
@@ -489,6 +490,7 @@ class FirmJourney:
         try:
             decide(caught_up, command, self._now())
         except DomainError as error:
+            observability.command_refused(command, error.rule)
             raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
 
     def _seen(self, command: Command) -> bool:
@@ -576,6 +578,7 @@ class FirmJourney:
             )
         )
         self._refusals = self._refusals[-REFUSALS_KEPT:]
+        observability.command_refused(command, rule)
         workflow.logger.warning("signal refused: %s: %s", rule, message)
         self._describe()
 
@@ -603,6 +606,8 @@ class FirmJourney:
                 )
             )
         self._timeline = self._timeline[-TIMELINE_KEPT:]
+        if command is not None:
+            observability.command_accepted(command)
         if command_id is not None:
             self._command_ids[command_id] = None
             if len(self._command_ids) > COMMAND_IDS_KEPT:
