@@ -221,6 +221,20 @@ async def test_metrics_endpoint_shows_temporal_and_corridor_metrics_and_health(
                           outcome="refused", rule=refused.value.rule) == 1
         assert metric_sum(text, "corridor_worker_ready") == 1
         assert "process_resident_memory_bytes" in text
+        # Every Temporal metric the Grafana dashboard charts is exported by this worker,
+        # but those that appear only once something has failed.
+        dashboard = json.loads((ROOT / "deploy/grafana/dashboards/corridor.json").read_text())
+        charted = {
+            m for p in dashboard["panels"] for t in p["targets"]
+            for m in re.findall(r"\b(temporal_\w+)", t["expr"])
+        }
+        only_after_failures = {
+            "temporal_workflow_task_execution_failed", "temporal_activity_execution_failed",
+            "temporal_request_failure",
+        }
+        exported = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
+        exported |= {f"{m}_bucket" for m in exported}
+        assert charted - only_after_failures <= exported, charted - exported
 
         # Draining: from SIGTERM on, /readyz stops answering 200 until the process is gone.
         assert worker.process is not None
