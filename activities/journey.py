@@ -9,6 +9,8 @@ and search attributes instead of retrying it unseen forever.
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import structlog
 from temporalio import activity
@@ -23,6 +25,7 @@ from activities.api import (
     StoreEventsInput,
     StoreEventsResult,
 )
+from activities.metrics import record_append
 from activities.store import ConcurrencyError, EventStore
 
 log = structlog.get_logger(__name__)
@@ -85,9 +88,13 @@ class JourneyActivities:
         self, input: StoreEventsInput, bound: structlog.typing.FilteringBoundLogger
     ) -> StoreEventsResult:
         last = input.events[-1].stream_version if input.events else input.expected_version
+        started = time.monotonic()
         try:
             result = await self.store.append(
                 input.stream_id, input.expected_version, input.events
+            )
+            record_append(
+                [e.event.type for e in input.events], result.appended, time.monotonic() - started
             )
         except ConcurrencyError as error:
             recorded = await self.store.read_stream(input.stream_id, input.expected_version)

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.journey import JourneyActivities
 from activities.migrations import migrate_database
 from activities.store import EventStore
+from corridor import deployment, observability
 from corridor.logs import configure_logging
 from corridor.settings import load_settings
 from corridor.stack import read_stack_file
@@ -45,6 +46,7 @@ def build_worker(client: Client, store: EventStore, task_queue: str) -> Worker:
         workflows=[FirmJourney],
         activities=[activities.store_events, activities.find_command],
         graceful_shutdown_timeout=timedelta(seconds=10),
+        deployment_config=deployment.deployment_config(),  # CORRIDOR_DEPLOYMENT_NAME, _BUILD_ID
     )
 
 
@@ -74,8 +76,14 @@ async def run_worker(
         applied = await migrate_database(admin_dsn)
         if applied:
             log.info("worker.schema_migrated", migrations=applied)
-    async with EventStore.connect(dsn) as store:
-        worker = build_worker(client, store, task_queue)
+    async with EventStore.connect(dsn) as store, observability.observed(
+        client,
+        task_queue,
+        check_database=lambda: store.pool.fetchval("SELECT 1"),
+        fetch=store.pool.fetch,
+    ) as observed:  # CORRIDOR_METRICS_ADDRESS: /metrics, /livez, /readyz
+        worker = build_worker(observed.client, store, task_queue)
+        observed.watch(worker, stop)
         log.info(
             "worker.started",
             task_queue=task_queue,

@@ -31,7 +31,7 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import search
+from workflows import metrics, search
 from workflows.seen import SeenCommands
 
 with workflow.unsafe.imports_passed_through():
@@ -666,6 +666,7 @@ class FirmJourney:
         try:
             decide(caught_up, command, self._now())
         except DomainError as error:
+            metrics.command_refused(command, error.rule)
             raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
 
     async def _applied_version(self, command_id: str | None) -> int | None:
@@ -795,6 +796,7 @@ class FirmJourney:
             )
         )
         self._refusals = self._refusals[-REFUSALS_KEPT:]
+        metrics.command_refused(command, rule)
         workflow.logger.warning("signal refused: %s: %s", rule, message)
         self._describe()
 
@@ -827,6 +829,8 @@ class FirmJourney:
                 self._decided_by[version] = command
             self._timeline.append(self._entry(version, event))
         self._timeline = self._timeline[-TIMELINE_KEPT:]
+        if command is not None:
+            metrics.command_accepted(command)
         if command_id is not None and self._state is not None:
             self._seen.add(command_id, self._state.stream_version)
         self._describe_soon()

@@ -111,6 +111,7 @@ class TemporalDevServer:
         log_file: Path | None = None,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        dynamic_config: dict[str, str] | None = None,
     ) -> None:
         """Configure the server; nothing is started until :meth:`start`.
 
@@ -129,6 +130,8 @@ class TemporalDevServer:
                 start). ``None`` uses a temporary file, removed on a clean stop.
             startup_timeout: Seconds to wait for the frontend to accept clients.
             stop_timeout: Seconds to wait for the server to exit before killing it.
+            dynamic_config: More dynamic configuration values (key to value, the value
+                as the dev server reads it, e.g. ``'"1s"'``); time skipping is always on.
         """
         self.db_file = db_file
         self.port = port
@@ -143,6 +146,7 @@ class TemporalDevServer:
         self._environment: WorkflowEnvironment | None = None
         self._pid: int | None = None
         self._launcher: Path | None = None
+        self._dynamic_config = dict(dynamic_config or {})
 
     @property
     def address(self) -> str:
@@ -243,7 +247,15 @@ class TemporalDevServer:
                 dev_server_existing_path=str(self._launcher),
                 dev_server_database_filename=str(self.db_file) if self.db_file else None,
                 dev_server_log_level="warn",
-                dev_server_extra_args=["--dynamic-config-value", TIME_SKIPPING],
+                dev_server_extra_args=[
+                    "--dynamic-config-value",
+                    TIME_SKIPPING,
+                    *(
+                        arg
+                        for key, value in self._dynamic_config.items()
+                        for arg in ("--dynamic-config-value", f"{key}={value}")
+                    ),
+                ],
                 dev_server_startup_timeout=timedelta(seconds=self.startup_timeout),
             )
         except Exception as err:

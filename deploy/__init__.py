@@ -1,0 +1,1 @@
+"""Deploying Corridor: the release script (``python -m deploy.release``) and its files."""
