@@ -43,7 +43,9 @@ from domain.errors import DomainError
 from domain.journey import decide
 from workflows import search
 from workflows.journey import (
+    ClockAdvance,
     ClockChange,
+    ClockRelease,
     CommandResult,
     FirmJourney,
     JourneyInput,
@@ -387,6 +389,56 @@ async def adjust_clock(
 
     async def update() -> ProgrammeClock:
         return await handle.execute_update(FirmJourney.adjust_clock, change)
+
+    return await _unless_ended(handle, programme_id, firm_id, update)
+
+
+async def advance_clock(
+    client: Client, programme_id: str, firm_id: str, to: datetime
+) -> int | Ended:
+    """Move a held journey's business clock on to ``to`` (aware), never backwards.
+
+    Returns once what fell due up to ``to`` is stored.
+
+    Returns:
+        The stored version, or :class:`Ended` if the journey has ended.
+
+    Raises:
+        Refused: The firm has no journey, or its clock is not held.
+        Unreachable: Temporal cannot be reached.
+    """
+    handle = journey_handle(client, programme_id, firm_id)
+
+    async def update() -> int:
+        result = await answered(
+            client, handle, handle.execute_update(FirmJourney.advance_clock, ClockAdvance(to=to))
+        )
+        return result.stream_version
+
+    return await _unless_ended(handle, programme_id, firm_id, update)
+
+
+async def release_clock(
+    client: Client, programme_id: str, firm_id: str, at: datetime | None = None
+) -> int | Ended:
+    """Let a journey's held clock run at real speed, reading ``at`` now (None: real time).
+
+    Returns once the journey has caught up and stored what fell due.
+
+    Returns:
+        The stored version, or :class:`Ended` if the journey has ended.
+
+    Raises:
+        Refused: The firm has no journey.
+        Unreachable: Temporal cannot be reached.
+    """
+    handle = journey_handle(client, programme_id, firm_id)
+
+    async def update() -> int:
+        result = await answered(
+            client, handle, handle.execute_update(FirmJourney.release_clock, ClockRelease(at=at))
+        )
+        return result.stream_version
 
     return await _unless_ended(handle, programme_id, firm_id, update)
 

@@ -80,6 +80,9 @@ class ProgrammeClock(BaseModel):
         real_origin: Real instant at which the business clock reads ``business_origin``;
             None means "when the journey first runs" (the workflow anchors it).
         speed: Business seconds elapsing per real second (1.0 = real time).
+        held: The business clock stands still at ``business_origin`` until it is moved
+            on (``advanced_to``) or let run (``running_from``): a journal of past records
+            is played this way, each record on its day, its deadlines between.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -87,6 +90,7 @@ class ProgrammeClock(BaseModel):
     business_origin: AwareDatetime | None = None
     real_origin: AwareDatetime | None = None
     speed: float = Field(default=1.0, gt=0)
+    held: bool = False
 
     @property
     def is_real_time(self) -> bool:
@@ -103,6 +107,8 @@ class ProgrammeClock(BaseModel):
         """Return the business instant at the real instant ``real_now`` (aware, UTC)."""
         if self.business_origin is None:
             return real_now.astimezone(UTC)
+        if self.held:
+            return self.business_origin.astimezone(UTC)
         origin = self.real_origin or real_now
         elapsed = (real_now - origin).total_seconds() * self.speed
         # Add elapsed seconds to the UTC instant: in a zone with DST, aware arithmetic
@@ -115,12 +121,41 @@ class ProgrammeClock(BaseModel):
             return timedelta(0)
         return business_delay / self.speed
 
+    @classmethod
+    def held_at(cls, business: datetime) -> ProgrammeClock:
+        """A clock standing still at the business instant ``business`` (aware)."""
+        return cls(business_origin=business, held=True)
+
+    def advanced_to(self, business: datetime) -> ProgrammeClock:
+        """This held clock moved on to ``business``; never backwards.
+
+        Raises:
+            ValueError: The clock is not held.
+        """
+        if not self.held or self.business_origin is None:
+            raise ValueError("only a held clock can be advanced")
+        return self.held_at(max(business, self.business_origin))
+
+    def running_from(self, real_now: datetime, business: datetime | None = None) -> ProgrammeClock:
+        """A clock that runs at real speed from now on.
+
+        Args:
+            real_now: The real instant now.
+            business: The business instant it reads now; None for the real time itself
+                (business time is real time from then on).
+        """
+        if business is None:
+            return ProgrammeClock()
+        return ProgrammeClock(business_origin=business, real_origin=real_now, speed=1.0)
+
     def rebased(self, real_now: datetime, speed: float) -> ProgrammeClock:
         """Return a clock that reads the same business time now but runs at ``speed``.
 
         Used at the end of a compressed demo so the journeys go on in real time.
         """
         if self.business_origin is None:
+            return self
+        if self.held:
             return self
         return ProgrammeClock(
             business_origin=self.business_time(real_now), real_origin=real_now, speed=speed

@@ -347,6 +347,38 @@ async def test_enroll_good_roster_then_again_starts_nothing_new(
     assert "0 journey(s) started, 3 already enrolled." in run.out, run
 
 
+async def test_enroll_with_a_past_journal_imports_it_in_business_time_order(
+    cli: Cli, store: EventStore, programme: Path, programme_id: str, examples: Path
+) -> None:
+    """No spurious "result overdue" before results recorded within the week."""
+    run = await cli(
+        "enroll", examples / "roster.csv", "-p", programme,
+        "--journal", examples / "journal.csv",
+    )
+    assert run.code == 0, run
+    assert (
+        "10 journey(s) started, 0 already enrolled; 76 record(s) accepted, 0 already "
+        "recorded, 0 refused (of 76 rows)." in flat(run.out)
+    ), run
+    overdue = await store.pool.fetch(
+        "SELECT stream_id, data->>'meeting_id' AS meeting FROM events "
+        "WHERE stream_id LIKE $1 AND event_type = 'MeetingResultOverdue'",
+        f"journey/{programme_id}/%",
+    )
+    # saintroch's ms-2 is the seed's only result never recorded in time.
+    assert [(r["stream_id"].rsplit("/", 1)[1], r["meeting"]) for r in overdue] == [
+        ("saintroch", "ms-2")
+    ]
+    run = await cli(
+        "enroll", examples / "roster.csv", "-p", programme,
+        "--journal", examples / "journal.csv",
+    )
+    assert run.code == 0, run
+    assert "0 journey(s) started, 10 already enrolled; 0 record(s) accepted, 76 already" in flat(
+        run.out
+    ), run
+
+
 # ---------------------------------------------------------------------------- record
 
 

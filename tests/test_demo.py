@@ -16,6 +16,7 @@ from activities.store import EventStore
 from corridor.demo import ClockMode, DemoOutcome, play
 from corridor.imports import load_journal, load_programme, load_roster
 from domain.bilan import Bilan, compute_bilan
+from domain.events import EventEnvelope
 
 
 async def _play_seed(
@@ -80,3 +81,42 @@ async def test_demo_on_a_compressed_clock_counts_the_same_contracts(
     assert bilan.firms_with_contract == 4
     assert bilan.median_days_to_first_contract == 307.5
     assert bilan.withdrawn == 2
+
+
+def _comparable(events: list[EventEnvelope]) -> list[tuple[str, str, dict[str, object]]]:
+    """What a stream says happened, without ids, recording times or the programme id."""
+    kept = []
+    for envelope in events:
+        data = envelope.event.model_dump(mode="json", exclude={"recorded_at", "recorded_by"})
+        data.pop("programme", None)
+        kept.append((envelope.event.type, envelope.event.occurred_at.isoformat(), data))
+    return kept
+
+
+async def test_a_past_journal_imported_on_held_clocks_records_what_live_recording_would(
+    client: Client, store: EventStore, worker: None, task_queue: str, examples: Path,
+    programme_id: str,
+) -> None:
+    """Importing the seed's journal after the fact gives the events of recording it live.
+
+    Live: each journey's clock is skipped to each record's day (the demo). Imported: each
+    clock stands still and is moved on to each record's day (``enroll --journal``).
+    """
+    live_id, imported_id = f"{programme_id}-live", f"{programme_id}-held"
+    live, _ = await _play_seed(
+        client, store, task_queue, examples, live_id, ClockMode.SKIP, month_seconds=1.0
+    )
+    imported, bilan = await _play_seed(
+        client, store, task_queue, examples, imported_id, ClockMode.HELD, month_seconds=1.0
+    )
+    assert (imported.refused, imported.failed) == ([], [])
+    assert imported.accepted == live.accepted == 76
+    firms = sorted(await store.journey_states(live_id))
+    assert len(firms) == 10
+    for stream in firms:
+        firm = stream.rsplit("/", 1)[1]
+        live_events = _comparable(await store.read_stream(stream))
+        held_events = _comparable(await store.read_stream(f"journey/{imported_id}/{firm}"))
+        assert held_events == live_events, firm
+    assert bilan.contracts == 5
+    assert bilan.results_overdue == 1

@@ -35,7 +35,7 @@ from workflows import metrics, search
 from workflows.seen import SeenCommands
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+    from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
 
     from activities.api import (
         FIND_COMMAND,
@@ -197,6 +197,18 @@ class ClockChange(BaseModel):
     speed: float = Field(gt=0)
 
 
+class ClockAdvance(BaseModel):
+    """Move a held business clock on to ``to`` (aware); never backwards."""
+
+    to: AwareDatetime
+
+
+class ClockRelease(BaseModel):
+    """Let a held business clock run at real speed, reading ``at`` now (None: real time)."""
+
+    at: AwareDatetime | None = None
+
+
 class JourneySummary(BaseModel):
     """Result of a finished journey."""
 
@@ -343,7 +355,7 @@ class FirmJourney:
         """Wait for the next deadline, or for a command that recorded new events."""
         self._woken = False
         timeout: timedelta | None = None
-        if deadline is not None:
+        if deadline is not None and not self._clock.held:
             business_wait = deadline.at - self._now()
             timeout = max(self._clock.real_delay(business_wait), timedelta(milliseconds=1))
         with contextlib.suppress(TimeoutError):
@@ -550,6 +562,37 @@ class FirmJourney:
         self._clock = self._clock.rebased(workflow.now(), change.speed)
         self._woken = True
         return self._clock
+
+    @workflow.update
+    async def advance_clock(self, advance: ClockAdvance) -> CommandResult:
+        """Move the held business clock on; return once what fell due is stored.
+
+        A journal of past records plays through this: each record's day is reached
+        first, so the deadlines between records fall due in their business-time order.
+        """
+        self._clock = self._clock.advanced_to(advance.to)
+        self._catch_up()
+        version = self._journey.stream_version
+        await workflow.wait_condition(lambda: self._stored_version >= version)
+        return CommandResult(stream_version=version)
+
+    @advance_clock.validator
+    def _validate_advance_clock(self, advance: ClockAdvance) -> None:
+        if not self._clock.held:
+            raise ApplicationError(
+                "the journey's clock is not held: it runs on its own", type="ClockNotHeld"
+            )
+
+    @workflow.update
+    async def release_clock(self, release: ClockRelease) -> CommandResult:
+        """Let the held business clock run at real speed; return once caught up."""
+        if self._clock.held:
+            self._clock = self._clock.running_from(workflow.now(), release.at)
+        self._woken = True
+        self._catch_up()
+        version = self._journey.stream_version
+        await workflow.wait_condition(lambda: self._stored_version >= version)
+        return CommandResult(stream_version=version)
 
     # ------------------------------------------------------ the same, as signals
 

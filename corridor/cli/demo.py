@@ -23,7 +23,10 @@ from workflows import search
 def demo(
     clock: Annotated[
         ClockMode | None,
-        typer.Option(help="skip: Temporal time skipping; compressed: a fast business clock."),
+        typer.Option(
+            help="skip: Temporal time skipping; compressed: a fast business clock; "
+            "held: each journey's clock moved on to each record's day (any server)."
+        ),
     ] = None,
     month_seconds: Annotated[
         float, typer.Option(help="Compressed clock: real seconds per business month.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from corridor import service
 from corridor.cli.app import err, out, progress_bar, run
 from corridor.cli.connections import connected
+from corridor.demo.player import ClockMode, play
 from corridor.errors import Failure
 from corridor.imports import (
     InputError,
@@ -24,17 +25,32 @@ from corridor.imports import (
     load_roster,
 )
 from corridor.logs import configure_logging
-from corridor.settings import load_settings
+from corridor.settings import Settings, load_settings
+from domain.commands import EnrollFirm
+from domain.programme import Programme
 
 
 def enroll(
     roster: Annotated[Path, typer.Argument(help="Roster CSV: one row per firm.")],
     programme: Annotated[Path, typer.Option("--programme", "-p", help="Programme TOML.")],
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            "--journal",
+            "-j",
+            help="Journal CSV of the firms' past records, played in business-time order.",
+        ),
+    ] = None,
 ) -> None:
     """Enrol the firms of a roster: one journey per firm.
 
     Every row is checked first; if any is bad, every problem is listed and nothing is
     started. Firms already enrolled are left as they are.
+
+    With --journal, a past journal is imported as if each row had been recorded on its
+    day: each new journey's clock stands at its introduction, moves on to each record's
+    day before the record is sent (the deadlines between fall due in order), then runs
+    on the real clock and catches up to today.
     """
     configure_logging("WARNING")
     settings = load_settings()
@@ -50,6 +66,12 @@ def enroll(
                 problems.append(RowError(roster.name, number, None, None, refusal.message))
         if problems:
             raise InputError(problems)
+        if journal is not None:
+            firms = {command.firm.id for command in commands}
+            records = load_journal(journal, loaded, known_firms=firms)
+            async with connected(settings) as connections:
+                await _import_past(connections.client, loaded, commands, records, settings)
+            return
         async with connected(settings) as connections:
             started = already = 0
             for command in commands:
@@ -63,6 +85,46 @@ def enroll(
         out.print(f"{started} journey(s) started, {already} already enrolled.")
 
     run(main())
+
+
+async def _import_past(
+    client: Client,
+    programme: Programme,
+    commands: list[EnrollFirm],
+    records: list[JournalRecord],
+    settings: Settings,
+) -> None:
+    """Enrol the firms on held clocks and play their journal in business-time order."""
+    with progress_bar() as progress:
+        task = progress.add_task("importing", total=len(commands) + len(records))
+
+        def advance(day: date, text: str) -> None:
+            progress.update(task, description=f"{day} {text}")
+            progress.advance(task)
+
+        outcome = await play(
+            client,
+            programme,
+            commands,
+            records,
+            task_queue=settings.task_queue,
+            until=None,
+            mode=ClockMode.HELD,
+            progress=advance,
+        )
+    for row, firm, message in outcome.refused:
+        err.print(f"refused: row {row} ({firm}): {message}")
+    for firm, why in outcome.failed:
+        err.print(f"failed: {firm}: {why}")
+    out.print(
+        f"{outcome.enrolled} journey(s) started, {outcome.already_enrolled} already enrolled; "
+        f"{outcome.accepted} record(s) accepted, {outcome.duplicates} already recorded, "
+        f"{len(outcome.refused)} refused (of {len(records)} rows)."
+    )
+    if outcome.failed:
+        raise Failure(f"{len(outcome.failed)} firm(s) could not be imported", 3)
+    if outcome.refused:
+        raise Failure(f"{len(outcome.refused)} journal record(s) refused", 1)
 
 
 async def _firms_with_journey(client: Client, programme_id: str, firm_ids: set[str]) -> set[str]:

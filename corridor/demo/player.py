@@ -12,6 +12,13 @@ a real calendar date:
 - ``compressed`` (any server): the programme's clock runs ``speed`` times faster than
   the real one; records are sent when the programme's clock reaches their day. At the
   end the journeys go back to real time.
+- ``held`` (any server, no waiting): each journey's clock stands still and is moved on
+  to each record's day before the record is sent, so its deadlines fall due between
+  the records in business-time order, as with ``skip``. At the end it runs at real
+  speed from the last date. ``corridor enroll --journal`` imports past journals so.
+
+Firms play side by side, a bounded number at a time; a firm whose journey fails is
+reported and never stops the others.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ class ClockMode(StrEnum):
 
     SKIP = "skip"
     COMPRESSED = "compressed"
+    HELD = "held"
+
+
+PARALLEL_FIRMS = 16
+"""Firms played at once (each firm's records stay in order)."""
 
 
 @dataclass
@@ -56,6 +68,8 @@ class DemoOutcome:
         refused: Journal records refused, as (row, firm, message).
         clocks_not_reset: Journeys whose compressed clock could not be set back to real
             time at the end, as (firm, why).
+        failed: Firms whose play failed (a server error), as (firm, why); the others
+            went on.
     """
 
     enrolled: int = 0
@@ -64,6 +78,7 @@ class DemoOutcome:
     duplicates: int = 0
     refused: list[tuple[int, str, str]] = field(default_factory=list)
     clocks_not_reset: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 Progress = Callable[[date, str], None]
@@ -85,7 +100,7 @@ async def play(
     journal: Sequence[JournalRecord],
     *,
     task_queue: str,
-    until: date,
+    until: date | None,
     mode: ClockMode = ClockMode.SKIP,
     month_seconds: float = 1.0,
     progress: Progress | None = None,
@@ -98,7 +113,8 @@ async def play(
         roster: One enrolment per firm.
         journal: The records, in date order.
         task_queue: The workers' task queue.
-        until: Business date to which every journey is brought at the end.
+        until: Business date to which every journey is brought at the end; None (held
+            clocks only) lets the journeys run on the real clock, catching up to today.
         mode: How time passes (see the module docstring).
         month_seconds: In compressed mode, real seconds per 30 business days.
         progress: Called after each enrolment and record.
@@ -108,25 +124,46 @@ async def play(
     """
     outcome = DemoOutcome()
     report = progress or (lambda _day, _text: None)
-    if mode is ClockMode.SKIP:
+    if until is None and mode is not ClockMode.HELD:
+        raise ValueError(f"the {mode.value} clock needs a date to play until")
+    if mode in (ClockMode.SKIP, ClockMode.HELD):
         skipper = TimeSkipper(client)
-        await asyncio.gather(
-            *(
-                _play_firm_skipping(
-                    client,
-                    skipper,
-                    programme,
-                    enrolment,
-                    [r for r in journal if r.firm_id == enrolment.firm.id],
-                    task_queue=task_queue,
-                    until=until,
-                    outcome=outcome,
-                    report=report,
-                )
-                for enrolment in roster
-            )
-        )
+        slots = asyncio.Semaphore(PARALLEL_FIRMS)
+
+        async def one_firm(enrolment: EnrollFirm) -> None:
+            records = [r for r in journal if r.firm_id == enrolment.firm.id]
+            async with slots:
+                try:
+                    if mode is ClockMode.SKIP:
+                        assert until is not None
+                        await _play_firm_skipping(
+                            client,
+                            skipper,
+                            programme,
+                            enrolment,
+                            records,
+                            task_queue=task_queue,
+                            until=until,
+                            outcome=outcome,
+                            report=report,
+                        )
+                    else:
+                        await play_firm_held(
+                            client,
+                            programme,
+                            enrolment,
+                            records,
+                            task_queue=task_queue,
+                            until=until,
+                            outcome=outcome,
+                            report=report,
+                        )
+                except (service.Unreachable, RPCError, service.Refused) as error:
+                    outcome.failed.append((enrolment.firm.id, str(error)))
+
+        await asyncio.gather(*(one_firm(enrolment) for enrolment in roster))
     else:
+        assert until is not None
         await _play_compressed(
             client,
             programme,
@@ -186,9 +223,7 @@ async def _play_firm_skipping(
     """One firm's journey: its clock starts at noon of its introduction day."""
     assert enrolment.occurred_on is not None
     clock = ProgrammeClock(business_origin=_noon(enrolment.occurred_on, programme))
-    started = await _enroll(
-        client, enrolment, task_queue=task_queue, clock=clock, outcome=outcome
-    )
+    started = await _enroll(client, enrolment, task_queue=task_queue, clock=clock, outcome=outcome)
     report(enrolment.occurred_on, f"{enrolment.firm.id} enrolled")
     handle = service.journey_handle(client, programme.id, enrolment.firm.id)
     anchored = (await service.view(client, programme.id, enrolment.firm.id)).clock
@@ -200,6 +235,51 @@ async def _play_firm_skipping(
     if started:
         await _fast_forward(skipper, handle, anchored, _end_of(until, programme))
     await service.sync(client, programme.id, enrolment.firm.id)
+
+
+async def play_firm_held(
+    client: Client,
+    programme: Programme,
+    enrolment: EnrollFirm,
+    records: list[JournalRecord],
+    *,
+    task_queue: str,
+    until: date | None,
+    outcome: DemoOutcome,
+    report: Progress,
+) -> None:
+    """One firm's journey on a held clock, moved on to each record's day.
+
+    Args:
+        client: Temporal client.
+        programme: The programme.
+        enrolment: The firm's enrolment.
+        records: The firm's records, in date order.
+        task_queue: The workers' task queue.
+        until: Business date the journey is brought to at the end, then runs at real
+            speed from; None lets it run on the real clock (it catches up to today).
+        outcome: Counts to add to.
+        report: Called after each enrolment and record.
+    """
+    assert enrolment.occurred_on is not None
+    firm = enrolment.firm.id
+    clock = ProgrammeClock.held_at(_noon(enrolment.occurred_on, programme))
+    await _enroll(client, enrolment, task_queue=task_queue, clock=clock, outcome=outcome)
+    report(enrolment.occurred_on, f"{firm} enrolled")
+    held = (await service.view(client, programme.id, firm)).clock.held
+    for record in records:
+        if held:
+            await service.advance_clock(
+                client, programme.id, firm, _noon(record.occurred_on, programme)
+            )
+        await _send(client, programme, record, outcome)
+        report(record.occurred_on, f"{record.firm_id} {record.action.replace('_', ' ')}")
+    if held:
+        end = _end_of(until, programme) if until is not None else None
+        if end is not None:
+            await service.advance_clock(client, programme.id, firm, end)
+        await service.release_clock(client, programme.id, firm, at=end)
+    await service.sync(client, programme.id, firm)
 
 
 async def _fast_forward(
