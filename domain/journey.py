@@ -594,9 +594,7 @@ def _correct_meeting_result(
         )
     if not command.outcome.held:
         attributed = [
-            c.contract_id
-            for c in state.contracts_in_force
-            if meeting.meeting_id in c.meeting_ids
+            c.contract_id for c in state.contracts_in_force if meeting.meeting_id in c.meeting_ids
         ]
         if attributed:
             raise CorrectionRuleBroken(

@@ -397,8 +397,7 @@ def _(event: FirmWithdrew, state: JourneyState) -> Changes:
 
 def _contract_changed(state: JourneyState, contract_id: str, **fields: object) -> Changes:
     contracts = [
-        c.model_copy(update=fields) if c.contract_id == contract_id else c
-        for c in state.contracts
+        c.model_copy(update=fields) if c.contract_id == contract_id else c for c in state.contracts
     ]
     return {"contracts": contracts}
 

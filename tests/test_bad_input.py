@@ -538,7 +538,7 @@ async def test_signal_without_input_is_refused(lone: tuple[Corpus, str]) -> None
         (
             "withdraw",
             "InvalidPayload",
-            "expects one JSON object (optional: command_id, occurred_on, reason); got 0 inputs",
+            "expects one JSON object (optional: command_id, occurred_on, by, reason); got 0 inputs",
         )
     ]
     assert after.state.stream_version == before.state.stream_version
@@ -561,7 +561,7 @@ async def test_signal_with_two_inputs_is_refused(lone: tuple[Corpus, str]) -> No
             "request_meeting",
             "InvalidPayload",
             "expects one JSON object with meeting_id, counterpart "
-            "(optional: command_id, occurred_on); got 2 inputs",
+            "(optional: command_id, occurred_on, by); got 2 inputs",
         )
     ]
     assert after.state.stream_version == before.state.stream_version

@@ -145,9 +145,7 @@ def test_a_voided_contract_counts_nowhere_and_its_id_is_not_reused() -> None:
     [second] = journey.do(date(2013, 10, 6), contract("Apple", "500.00", "USD"))
     assert isinstance(second, ContractSigned)
     assert second.contract_id == "c2"
-    assert compute_bilan("p", "P", [journey.state]).value_by_currency == {
-        "USD": Decimal("500.00")
-    }
+    assert compute_bilan("p", "P", [journey.state]).value_by_currency == {"USD": Decimal("500.00")}
 
 
 @pytest.mark.parametrize(

@@ -649,7 +649,7 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
     assert listed == (
         "request_meeting",
         "InvalidPayload",
-        "expects one JSON object with meeting_id, counterpart (optional: command_id, occurred_on); "
+        "expects one JSON object with meeting_id, counterpart (optional: command_id, occurred_on, by); "
         "got a JSON array",
     )
     assert rule[:2] == ("request_meeting", "MeetingRuleBroken")
