@@ -76,7 +76,7 @@ async def project_states(
                 c.signed_on,
                 c.meeting_ids,
             )
-            for c in state.contracts
+            for c in state.contracts_in_force  # a voided contract counts nowhere
         ]
         visits += [
             (

@@ -31,12 +31,16 @@ from domain.calendar import ProgrammeClock
 from domain.commands import (
     ArrangeMeeting,
     Command,
+    CorrectContract,
+    CorrectMeetingResult,
+    CorrectVisitAttendance,
     DecideEvaluation,
     EnrollFirm,
     RecordMeetingResult,
     RecordVisitAttendance,
     RequestMeeting,
     SignContract,
+    VoidContract,
     Withdraw,
 )
 from domain.errors import DomainError
@@ -167,6 +171,10 @@ _UPDATES: dict[type[Command], str] = {
     RecordVisitAttendance: "record_visit_attendance",
     DecideEvaluation: "decide_evaluation",
     Withdraw: "withdraw",
+    CorrectContract: "correct_contract",
+    VoidContract: "void_contract",
+    CorrectMeetingResult: "correct_meeting_result",
+    CorrectVisitAttendance: "correct_visit_attendance",
 }
 """The update of ``FirmJourney`` that takes each staff command (also its signal's name)."""
 

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
         temporal_ui_port: Port of the Temporal dev server's web UI.
         ui_url: Base URL of the Temporal Web UI of a cluster, for journey links
             (the embedded stack's is known).
+        actor: Who sends the CLI's commands (``CORRIDOR_ACTOR``), recorded with their
+            events, when ``--by`` is not given; None: the operating system's user.
     """
 
     model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="ignore")
@@ -39,6 +41,7 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     ui_url: str | None = None
+    actor: str | None = None
 
 
 @functools.cache

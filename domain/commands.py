@@ -17,6 +17,20 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from domain.money import Money
 from domain.programme import Firm, Identifier, Programme, Text, printable
 
+Author = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(printable),
+]
+"""Who sent a command: a person's name or login, or the tool that relayed it."""
+
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    AfterValidator(printable),
+]
+"""Why a record is corrected or voided: required, at most 2,000 characters."""
+
 Notes = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(printable)
 ]
@@ -51,12 +65,15 @@ class Command(BaseModel):
     Attributes:
         command_id: Client-chosen id making the command idempotent (optional).
         occurred_on: Business date of the fact (local to the programme); None = today.
+        by: Who sent the command (stored with its events as ``recorded_by``); None
+            when the sender did not say.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     command_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     occurred_on: date | None = None
+    by: Author | None = None
 
 
 class EnrollFirm(Command):
@@ -138,6 +155,59 @@ class Withdraw(Command):
     reason: Notes = ""
 
 
+# ------------------------------------------------------------------- corrections
+
+
+class CorrectContract(Command):
+    """Correct what a signed contract records; only the fields given change.
+
+    Attributes:
+        contract_id: The contract (``c1``, ``c2``, ... or the id it was signed with).
+        value: Its corrected amount and currency (``Money``'s rules).
+        counterpart: Its corrected counterpart.
+        signed_on: Its corrected signing date (local to the programme).
+        meeting_ids: The meetings it is attributed to instead (``[]``: none).
+        reason: Why it is corrected.
+    """
+
+    kind: Literal["correct_contract"] = "correct_contract"
+    contract_id: Identifier
+    value: Money | None = None
+    counterpart: Text | None = None
+    signed_on: date | None = None
+    meeting_ids: list[Identifier] | None = None
+    reason: Reason
+
+
+class VoidContract(Command):
+    """Void a contract recorded by mistake: it no longer counts anywhere."""
+
+    kind: Literal["void_contract"] = "void_contract"
+    contract_id: Identifier
+    reason: Reason
+
+
+class CorrectMeetingResult(Command):
+    """Correct the outcome recorded for a meeting."""
+
+    kind: Literal["correct_meeting_result"] = "correct_meeting_result"
+    meeting_id: Identifier
+    outcome: Outcome
+    reason: Reason
+
+
+class CorrectVisitAttendance(Command):
+    """Correct whether the firm attended a return visit (1 = the first)."""
+
+    kind: Literal["correct_visit_attendance"] = "correct_visit_attendance"
+    visit: int = Field(ge=1, le=1000)
+    attended: bool
+    reason: Reason
+
+
+Correction = CorrectContract | VoidContract | CorrectMeetingResult | CorrectVisitAttendance
+"""Any command that corrects an earlier record."""
+
 StaffCommand = Annotated[
     RequestMeeting
     | ArrangeMeeting
@@ -145,7 +215,11 @@ StaffCommand = Annotated[
     | SignContract
     | RecordVisitAttendance
     | DecideEvaluation
-    | Withdraw,
+    | Withdraw
+    | CorrectContract
+    | VoidContract
+    | CorrectMeetingResult
+    | CorrectVisitAttendance,
     Field(discriminator="kind"),
 ]
 """Any command staff send to a running journey."""

@@ -58,3 +58,11 @@ class EvaluationRuleBroken(DomainError):
 
 class AlreadyEnrolled(DomainError):
     """The firm already has a journey in this programme."""
+
+
+class CorrectionRuleBroken(DomainError):
+    """A correction or void makes no sense.
+
+    The record is voided already, has nothing recorded to correct (a meeting without a
+    result, a visit without an attendance), or would not change.
+    """

@@ -1,7 +1,9 @@
 """Domain events: the facts of a firm's journey (past-tense names).
 
-Every event carries when it happened in the business calendar (``occurred_at``) and when
-the journey recorded it (``recorded_at``), both aware. Events are frozen; the journey's
+Every event carries when it happened in the business calendar (``occurred_at``), when
+the journey recorded it (``recorded_at``), both aware, and who recorded it
+(``recorded_by``: the author of the command that caused it; None for what the journey's
+own timers record). Events are frozen; the journey's
 state is the fold of its events (``domain.state.evolve``). ``EventEnvelope`` is how an
 event travels to the event store: with its id, stream and version.
 
@@ -32,6 +34,9 @@ class Event(BaseModel):
         occurred_at: Business instant of the fact (aware). Facts known only by their
             date happen at the start of that day, local to the programme.
         recorded_at: Business instant at which the journey recorded it (aware).
+        recorded_by: Who sent the command that caused it (``Command.by``); None for
+            the journey's own deadlines, and for events stored before authors were
+            recorded.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,6 +45,7 @@ class Event(BaseModel):
 
     occurred_at: AwareDatetime
     recorded_at: AwareDatetime
+    recorded_by: str | None = None
 
     @field_validator("occurred_at", "recorded_at")
     @classmethod
@@ -268,6 +274,94 @@ class FirmWithdrew(Event):
         return "firm withdrew" + (f": {self.reason}" if self.reason else "")
 
 
+# ------------------------------------------------------------------- corrections
+
+
+class ContractCorrected(Event):
+    """What a contract records was corrected; the fields that changed, before and after.
+
+    A field that did not change is None on both sides. ``ContractSigned`` stays in the
+    stream: the journey's state shows the corrected contract.
+    """
+
+    type: Literal["ContractCorrected"] = "ContractCorrected"
+    contract_id: str
+    reason: str
+    value_before: RecordedMoney | None = None
+    value_after: RecordedMoney | None = None
+    counterpart_before: str | None = None
+    counterpart_after: str | None = None
+    signed_on_before: date | None = None
+    signed_on_after: date | None = None
+    meeting_ids_before: list[str] | None = None
+    meeting_ids_after: list[str] | None = None
+
+    def summary(self) -> str:  # noqa: D102
+        changed = [
+            name
+            for name, after in (
+                ("value", self.value_after),
+                ("counterpart", self.counterpart_after),
+                ("signing date", self.signed_on_after),
+                ("meetings", self.meeting_ids_after),
+            )
+            if after is not None
+        ]
+        return f"contract {self.contract_id} corrected ({', '.join(changed)}): {self.reason}"
+
+
+class ContractVoided(Event):
+    """A contract recorded by mistake was voided: it no longer counts anywhere.
+
+    Attributes:
+        counterpart, value, signed_on: What the voided contract recorded.
+    """
+
+    type: Literal["ContractVoided"] = "ContractVoided"
+    contract_id: str
+    counterpart: str
+    value: RecordedMoney
+    signed_on: date
+    reason: str
+
+    def summary(self) -> str:  # noqa: D102
+        return (
+            f"contract {self.contract_id} with {self.counterpart} ({self.value}) voided: "
+            f"{self.reason}"
+        )
+
+
+class MeetingResultCorrected(Event):
+    """The outcome recorded for a meeting was corrected."""
+
+    type: Literal["MeetingResultCorrected"] = "MeetingResultCorrected"
+    meeting_id: str
+    outcome_before: Outcome
+    outcome_after: Outcome
+    reason: str
+
+    def summary(self) -> str:  # noqa: D102
+        before = self.outcome_before.value.replace("_", " ")
+        after = self.outcome_after.value.replace("_", " ")
+        return f"result of meeting {self.meeting_id} corrected: {before} → {after}: {self.reason}"
+
+
+class VisitAttendanceCorrected(Event):
+    """Whether the firm attended a return visit was corrected."""
+
+    type: Literal["VisitAttendanceCorrected"] = "VisitAttendanceCorrected"
+    visit: int
+    due_on: date
+    attended_before: bool
+    attended_after: bool
+    reason: str
+
+    def summary(self) -> str:  # noqa: D102
+        before = "attended" if self.attended_before else "skipped"
+        after = "attended" if self.attended_after else "skipped"
+        return f"return visit {self.visit} corrected: {before} → {after}: {self.reason}"
+
+
 AnyEvent = Annotated[
     FirmEnrolled
     | MeetingRequested
@@ -283,7 +377,11 @@ AnyEvent = Annotated[
     | ReturnVisitMissed
     | EvaluationCompleted
     | EvaluationDecided
-    | FirmWithdrew,
+    | FirmWithdrew
+    | ContractCorrected
+    | ContractVoided
+    | MeetingResultCorrected
+    | VisitAttendanceCorrected,
     Field(discriminator="type"),
 ]
 """Any domain event, told apart by its ``type``."""

@@ -23,6 +23,9 @@ from domain.calendar import local_date, start_of_day
 from domain.commands import (
     ArrangeMeeting,
     Command,
+    CorrectContract,
+    CorrectMeetingResult,
+    CorrectVisitAttendance,
     DecideEvaluation,
     EnrollFirm,
     Outcome,
@@ -30,6 +33,7 @@ from domain.commands import (
     RecordVisitAttendance,
     RequestMeeting,
     SignContract,
+    VoidContract,
     Withdraw,
 )
 from domain.deadlines import (
@@ -48,6 +52,7 @@ from domain.errors import (
     AlreadyEnrolled,
     AmountAboveMaximum,
     ContractRuleBroken,
+    CorrectionRuleBroken,
     DateOutOfRange,
     DomainError,
     EvaluationRuleBroken,
@@ -57,7 +62,9 @@ from domain.errors import (
     VisitRuleBroken,
 )
 from domain.events import (
+    ContractCorrected,
     ContractSigned,
+    ContractVoided,
     EvaluationDecided,
     Event,
     FirmEnrolled,
@@ -66,10 +73,21 @@ from domain.events import (
     MeetingHeld,
     MeetingNotHeld,
     MeetingRequested,
+    MeetingResultCorrected,
     ReturnVisitAttended,
     ReturnVisitSkipped,
+    VisitAttendanceCorrected,
 )
-from domain.state import JourneyState, MeetingState, Stage, VisitStatus, evolve, fold
+from domain.money import Money
+from domain.state import (
+    ContractState,
+    JourneyState,
+    MeetingState,
+    Stage,
+    VisitStatus,
+    evolve,
+    fold,
+)
 
 __all__ = [
     "Deadline",
@@ -87,6 +105,31 @@ __all__ = [
 
 
 def decide(state: JourneyState | None, command: Command, now: datetime) -> list[Event]:
+    """Apply the journey's rules to a command; its events carry its author.
+
+    The rules are :func:`_decide`'s; every event the command causes records who sent
+    it (``Event.recorded_by`` is ``command.by``).
+
+    Args:
+        state: The journey's state; None for a firm not enrolled yet.
+        command: The command to decide.
+        now: The business instant (aware) at which the command is decided, with the
+            journey's deadlines up to ``now`` folded into ``state``.
+
+    Returns:
+        The events the command causes.
+
+    Raises:
+        DomainError: The command breaks a rule; nothing is changed.
+        DeadlinesNotFolded: A deadline of the journey up to ``now`` is not folded.
+    """
+    events = _decide(state, command, now)
+    if command.by is None:
+        return events
+    return [event.model_copy(update={"recorded_by": command.by}) for event in events]
+
+
+def _decide(state: JourneyState | None, command: Command, now: datetime) -> list[Event]:
     """Apply the journey's rules to a command.
 
     Args:
@@ -133,6 +176,14 @@ def decide(state: JourneyState | None, command: Command, now: datetime) -> list[
             return [_decide_evaluation(state, command, day, now)]
         case Withdraw():
             return [FirmWithdrew(**_when(state, day, now), reason=command.reason)]
+        case CorrectContract():
+            return [_correct_contract(state, command, day, now)]
+        case VoidContract():
+            return [_void_contract(state, command, day, now)]
+        case CorrectMeetingResult():
+            return [_correct_meeting_result(state, command, day, now)]
+        case CorrectVisitAttendance():
+            return [_correct_visit_attendance(state, command, day, now)]
     raise DomainError(f"unknown command {type(command).__name__}")
 
 
@@ -380,4 +431,219 @@ def _decide_evaluation(
         cycle=evaluation.cycle,
         decision=command.decision,
         notes=command.notes,
+    )
+
+
+# ------------------------------------------------------------------- corrections
+#
+# A correction changes what an earlier command recorded, with a reason. It is refused
+# when it makes no sense: a record that does not exist or was voided, nothing recorded
+# to correct, or a value identical to the one recorded. The corrected record obeys the
+# same rules as when it was first recorded (attribution, dates, the programme's
+# maximum amount).
+
+
+def _correctable_contract(state: JourneyState, contract_id: str, day: date) -> ContractState:
+    """The contract a correction or void names, still in force and signed by ``day``."""
+    contract = state.contract(contract_id)
+    if contract is None:
+        known = ", ".join(c.contract_id for c in state.contracts) or "none"
+        raise UnknownReference(
+            f"contract {contract_id} was never signed (contracts of {state.firm.id}: {known})"
+        )
+    if contract.voided_on is not None:
+        raise CorrectionRuleBroken(
+            f"contract {contract_id} was voided on {contract.voided_on}: a voided contract "
+            "can be neither corrected nor voided again"
+        )
+    if day < contract.signed_on:
+        raise DateOutOfRange(
+            f"correction of contract {contract_id} dated {day}, before it was signed "
+            f"on {contract.signed_on}"
+        )
+    return contract
+
+
+def _check_attribution(
+    state: JourneyState, counterpart: str, meeting_ids: list[str], signed_on: date
+) -> None:
+    """A contract is attributed to held meetings with its counterpart, before it."""
+    for meeting_id in meeting_ids:
+        meeting = state.meetings.get(meeting_id)
+        if meeting is None:
+            raise UnknownReference(
+                f"contract attributed to meeting {meeting_id}, which was never requested"
+            )
+        if meeting.outcome is None or not meeting.outcome.held:
+            status = meeting.status.replace("_", " ")
+            raise ContractRuleBroken(
+                f"contract attributed to meeting {meeting_id}, which was not held ({status})"
+            )
+        if meeting.counterpart.casefold() != counterpart.casefold():
+            raise ContractRuleBroken(
+                f"contract with {counterpart!r} attributed to meeting {meeting_id}, "
+                f"which was with {meeting.counterpart!r}"
+            )
+        held_on = local_date(meeting.scheduled_at, state.tz) if meeting.scheduled_at else None
+        if held_on is not None and signed_on < held_on:
+            raise DateOutOfRange(
+                f"contract dated {signed_on}, before meeting {meeting_id} was held ({held_on})"
+            )
+
+
+def _check_amount(state: JourneyState, value: Money) -> None:
+    maximum = state.programme.policy.max_contract_amount
+    if value.amount > maximum:
+        raise AmountAboveMaximum(
+            f"contract amount {value} is above the programme's maximum of "
+            f"{maximum.normalize():,f} {value.currency} (policy max_contract_amount of "
+            f"{state.programme.id})"
+        )
+
+
+def _correct_contract(
+    state: JourneyState, command: CorrectContract, day: date, now: datetime
+) -> ContractCorrected:
+    contract = _correctable_contract(state, command.contract_id, day)
+    changes: dict[str, object] = {}
+    value = command.value
+    if value is not None and (value.currency, value.amount) != (
+        contract.value.currency,
+        contract.value.amount,
+    ):
+        _check_amount(state, value)
+        changes |= {"value_before": contract.value, "value_after": value}
+    if command.counterpart is not None and command.counterpart != contract.counterpart:
+        changes |= {
+            "counterpart_before": contract.counterpart,
+            "counterpart_after": command.counterpart,
+        }
+    if command.signed_on is not None and command.signed_on != contract.signed_on:
+        if command.signed_on > day:
+            raise DateOutOfRange(
+                f"contract {contract.contract_id} corrected to be signed on "
+                f"{command.signed_on}, after the correction's date ({day})"
+            )
+        if command.signed_on < state.introduced_on:
+            raise DateOutOfRange(
+                f"contract {contract.contract_id} corrected to be signed on "
+                f"{command.signed_on}, before the firm's introduction on {state.introduced_on}"
+            )
+        changes |= {"signed_on_before": contract.signed_on, "signed_on_after": command.signed_on}
+    meeting_ids = command.meeting_ids
+    if meeting_ids is not None and list(meeting_ids) != contract.meeting_ids:
+        changes |= {
+            "meeting_ids_before": list(contract.meeting_ids),
+            "meeting_ids_after": list(meeting_ids),
+        }
+    if not changes:
+        raise CorrectionRuleBroken(
+            f"contract {contract.contract_id} already records {contract.value} with "
+            f"{contract.counterpart}, signed on {contract.signed_on}"
+            + (f", attributed to {', '.join(contract.meeting_ids)}" if contract.meeting_ids else "")
+            + ": the correction changes nothing"
+        )
+    _check_attribution(
+        state,
+        command.counterpart or contract.counterpart,
+        list(meeting_ids if meeting_ids is not None else contract.meeting_ids),
+        command.signed_on or contract.signed_on,
+    )
+    return ContractCorrected.model_validate(
+        {
+            **_when(state, day, now),
+            "contract_id": contract.contract_id,
+            "reason": command.reason,
+            **changes,
+        }
+    )
+
+
+def _void_contract(
+    state: JourneyState, command: VoidContract, day: date, now: datetime
+) -> ContractVoided:
+    contract = _correctable_contract(state, command.contract_id, day)
+    return ContractVoided(
+        **_when(state, day, now),
+        contract_id=contract.contract_id,
+        counterpart=contract.counterpart,
+        value=contract.value,
+        signed_on=contract.signed_on,
+        reason=command.reason,
+    )
+
+
+def _correct_meeting_result(
+    state: JourneyState, command: CorrectMeetingResult, day: date, now: datetime
+) -> MeetingResultCorrected:
+    meeting = _meeting(state, command.meeting_id)
+    if meeting.outcome is None or meeting.result_on is None:
+        raise CorrectionRuleBroken(
+            f"meeting {meeting.meeting_id} has no result to correct ({meeting.status}): "
+            "record its result instead"
+        )
+    if command.outcome is meeting.outcome:
+        raise CorrectionRuleBroken(
+            f"meeting {meeting.meeting_id} already records {meeting.outcome.value} "
+            f"(recorded on {meeting.result_on}): the correction changes nothing"
+        )
+    if day < meeting.result_on:
+        raise DateOutOfRange(
+            f"correction of meeting {meeting.meeting_id} dated {day}, before its result "
+            f"was recorded on {meeting.result_on}"
+        )
+    if not command.outcome.held:
+        attributed = [
+            c.contract_id for c in state.contracts_in_force if meeting.meeting_id in c.meeting_ids
+        ]
+        if attributed:
+            raise CorrectionRuleBroken(
+                f"meeting {meeting.meeting_id} led to contract {', '.join(attributed)}: it "
+                f"cannot become {command.outcome.value.replace('_', ' ')} while a contract "
+                "is attributed to it (correct the contract's meetings, or void it, first)"
+            )
+    if command.outcome is not Outcome.CANCELLED and meeting.scheduled_at is not None:
+        held_on = local_date(meeting.scheduled_at, state.tz)
+        if meeting.result_on < held_on:
+            raise DateOutOfRange(
+                f"meeting {meeting.meeting_id}'s result was recorded on {meeting.result_on}, "
+                f"before the meeting ({held_on}): it can only be cancelled"
+            )
+    return MeetingResultCorrected(
+        **_when(state, day, now),
+        meeting_id=meeting.meeting_id,
+        outcome_before=meeting.outcome,
+        outcome_after=command.outcome,
+        reason=command.reason,
+    )
+
+
+def _correct_visit_attendance(
+    state: JourneyState, command: CorrectVisitAttendance, day: date, now: datetime
+) -> VisitAttendanceCorrected:
+    known = state.visits.get(command.visit)
+    recorded = (VisitStatus.ATTENDED, VisitStatus.SKIPPED)
+    if known is None or known.status not in recorded or known.recorded_on is None:
+        status = known.status.value if known else "not due yet"
+        raise CorrectionRuleBroken(
+            f"return visit {command.visit} has no attendance recorded to correct ({status})"
+        )
+    attended = known.status is VisitStatus.ATTENDED
+    if command.attended == attended:
+        raise CorrectionRuleBroken(
+            f"return visit {command.visit} is already recorded as {known.status.value} "
+            f"(on {known.recorded_on}): the correction changes nothing"
+        )
+    if day < known.recorded_on:
+        raise DateOutOfRange(
+            f"correction of return visit {command.visit} dated {day}, before its attendance "
+            f"was recorded on {known.recorded_on}"
+        )
+    return VisitAttendanceCorrected(
+        **_when(state, day, now),
+        visit=command.visit,
+        due_on=known.due_on,
+        attended_before=attended,
+        attended_after=command.attended,
+        reason=command.reason,
     )

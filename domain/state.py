@@ -21,7 +21,9 @@ from domain.calendar import local_date
 from domain.commands import Decision, Outcome
 from domain.events import (
     Assessment,
+    ContractCorrected,
     ContractSigned,
+    ContractVoided,
     EvaluationCompleted,
     EvaluationDecided,
     Event,
@@ -31,12 +33,14 @@ from domain.events import (
     MeetingHeld,
     MeetingNotHeld,
     MeetingRequested,
+    MeetingResultCorrected,
     MeetingResultOverdue,
     ReturnVisitAttended,
     ReturnVisitDue,
     ReturnVisitMissed,
     ReturnVisitReminderSent,
     ReturnVisitSkipped,
+    VisitAttendanceCorrected,
 )
 from domain.money import RecordedMoney
 from domain.programme import Firm, Programme
@@ -91,7 +95,11 @@ class MeetingState(BaseModel):
 
 
 class ContractState(BaseModel):
-    """A signed contract (immutable)."""
+    """A signed contract (immutable), as corrected since.
+
+    Attributes:
+        voided_on: The business date it was voided (it then counts nowhere), or None.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -100,6 +108,7 @@ class ContractState(BaseModel):
     value: RecordedMoney
     signed_on: date
     meeting_ids: list[str] = Field(default_factory=list)
+    voided_on: date | None = None
 
 
 class VisitState(BaseModel):
@@ -175,6 +184,15 @@ class JourneyState(BaseModel):
         return self.withdrawn_on is not None or self.closed_on is not None
 
     @property
+    def contracts_in_force(self) -> list[ContractState]:
+        """The contracts not voided: those every count and figure is made of."""
+        return [c for c in self.contracts if c.voided_on is None]
+
+    def contract(self, contract_id: str) -> ContractState | None:
+        """The contract with this id (voided or not), or None."""
+        return next((c for c in self.contracts if c.contract_id == contract_id), None)
+
+    @property
     def awaiting_decision(self) -> EvaluationState | None:
         """The completed evaluation of the current cycle still waiting for a decision."""
         evaluation = self.evaluations.get(self.cycle)
@@ -191,7 +209,7 @@ class JourneyState(BaseModel):
             return Stage.CLOSED
         if self.awaiting_decision is not None:
             return Stage.AWAITING_DECISION
-        if self.contracts:
+        if self.contracts_in_force:
             return Stage.CONTRACTED
         if self.meetings:
             return Stage.MEETINGS
@@ -200,17 +218,18 @@ class JourneyState(BaseModel):
     def assessment(self) -> Assessment:
         """Compute the firm's assessment from everything recorded so far."""
         outcomes = Counter(m.outcome.value for m in self.meetings.values() if m.outcome)
+        contracts = self.contracts_in_force
         values: dict[str, Decimal] = {}
-        for contract in self.contracts:
+        for contract in contracts:
             currency = contract.value.currency
             values[currency] = values.get(currency, Decimal(0)) + contract.value.amount
-        first = min((c.signed_on for c in self.contracts), default=None)
+        first = min((c.signed_on for c in contracts), default=None)
         statuses = Counter(v.status for v in self.visits.values())
         return Assessment(
             meetings_requested=len(self.meetings),
             meetings_held=sum(1 for m in self.meetings.values() if m.outcome and m.outcome.held),
             outcomes=dict(sorted(outcomes.items())),
-            contracts=len(self.contracts),
+            contracts=len(contracts),
             value_by_currency=dict(sorted(values.items())),
             days_to_first_contract=(first - self.introduced_on).days if first else None,
             visits_attended=statuses[VisitStatus.ATTENDED],
@@ -371,6 +390,49 @@ def _(event: EvaluationDecided, state: JourneyState) -> Changes:
 @_apply.register
 def _(event: FirmWithdrew, state: JourneyState) -> Changes:
     return {"withdrawn_on": local_date(event.occurred_at, state.tz)}
+
+
+# Corrections: the state shows the latest values; the corrected events stay in the stream.
+
+
+def _contract_changed(state: JourneyState, contract_id: str, **fields: object) -> Changes:
+    contracts = [
+        c.model_copy(update=fields) if c.contract_id == contract_id else c for c in state.contracts
+    ]
+    return {"contracts": contracts}
+
+
+@_apply.register
+def _(event: ContractCorrected, state: JourneyState) -> Changes:
+    fields: dict[str, object] = {}
+    if event.value_after is not None:
+        fields["value"] = event.value_after
+    if event.counterpart_after is not None:
+        fields["counterpart"] = event.counterpart_after
+    if event.signed_on_after is not None:
+        fields["signed_on"] = event.signed_on_after
+    if event.meeting_ids_after is not None:
+        fields["meeting_ids"] = list(event.meeting_ids_after)
+    return _contract_changed(state, event.contract_id, **fields)
+
+
+@_apply.register
+def _(event: ContractVoided, state: JourneyState) -> Changes:
+    return _contract_changed(
+        state, event.contract_id, voided_on=local_date(event.occurred_at, state.tz)
+    )
+
+
+@_apply.register
+def _(event: MeetingResultCorrected, state: JourneyState) -> Changes:
+    return _meeting_changed(state, event.meeting_id, outcome=event.outcome_after)
+
+
+@_apply.register
+def _(event: VisitAttendanceCorrected, state: JourneyState) -> Changes:
+    status = VisitStatus.ATTENDED if event.attended_after else VisitStatus.SKIPPED
+    visit = state.visits[event.visit].model_copy(update={"status": status})
+    return {"visits": {**state.visits, event.visit: visit}}
 
 
 def evolve(state: JourneyState | None, event: Event) -> JourneyState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -699,3 +700,97 @@ async def test_unknown_firm_is_listed_with_the_other_problems(
     assert "journal.csv, row 3, column action: unknown action" in err, run
     assert f"journal.csv, row 2, column firm_id: firm has no journey in programme {programme_id}" \
         in err, run
+
+
+# ------------------------------------------------------ corrections, authors, timeline
+
+
+async def test_corrections_by_journal_and_command_show_in_the_report_and_the_timeline(
+    cli: Cli, client: Client, store: EventStore, roster: Path, programme: Path,
+    programme_id: str, tmp_path: Path,
+) -> None:
+    await enrolled(cli, roster, programme)
+    p = ("--programme", programme_id)
+    journal = write(
+        tmp_path / "journal.csv",
+        JOURNAL_HEADER + ",contract_id,reason,recorded_by",
+        "2013-10-01,trifide,contract_signed,,Apple,,,,2001.00,USD,,,,,,alice",
+        "2013-10-02,trifide,contract_corrected,,,,,,2002.00,usd,,,,c1,typo in the amount,bob",
+        "2013-10-03,doculibre,contract_signed,,Xerox,,,,500.00,CAD,,,,,,",
+        "2013-10-04,doculibre,contract_voided,,,,,,,,,,,c1,entered twice,",
+    )
+    run = await cli("record", journal, "--programme", programme, "--by", "carol")
+    assert run.code == 0, run
+    assert "4 accepted, 0 already recorded, 0 refused (of 4 rows)." in run.out, run
+
+    # The bilan counts the corrected amount, and not the voided contract.
+    await settled_versions(client, store, programme_id)
+    run = await cli("report", programme_id, "--format", "json")
+    assert run.code == 0, run
+    bilan = json.loads(run.out)
+    assert (bilan["contracts"], bilan["value_by_currency"]) == (1, {"USD": "2002.00"}), bilan
+
+    # The timeline lists the whole stream: authors, stages, values before and after.
+    run = await cli("timeline", "trifide", *p, "--format", "json")
+    assert run.code == 0, run
+    timeline = json.loads(run.out)
+    events = timeline["events"]
+    assert [e["version"] for e in events] == list(range(1, len(events) + 1))
+    stream_id = journey_workflow_id(programme_id, "trifide")
+    assert len(events) == await store.stream_version(stream_id)
+    [signed] = [e for e in events if e["type"] == "ContractSigned"]
+    [corrected] = [e for e in events if e["type"] == "ContractCorrected"]
+    assert (signed["recorded_by"], signed["occurred_at"]) == (
+        "alice", "2013-10-01T00:00:00-07:00"
+    )
+    # Stages chain: each event starts from the stage the one before it left.
+    assert (events[0]["stage_before"], events[0]["stage_after"]) == (None, "introduced")
+    assert all(
+        e["stage_before"] == before["stage_after"] for before, e in itertools.pairwise(events)
+    )
+    assert corrected["recorded_by"] == "bob"
+    assert corrected["occurred_at"] == "2013-10-02T00:00:00-07:00"
+    assert corrected["changes"] == [
+        {"subject": "contract c1", "field": "value", "before": "USD 2,001.00",
+         "after": "USD 2,002.00"}
+    ]
+    timers = [e for e in events if e["type"] in ("ReturnVisitDue", "ReturnVisitMissed")]
+    assert timers and {e["recorded_by"] for e in timers} == {"corridor"}
+    run = await cli("timeline", "doculibre", *p, "--format", "json")
+    [voided] = [e for e in json.loads(run.out)["events"] if e["type"] == "ContractVoided"]
+    assert voided["recorded_by"] == "carol"  # the row says nobody: --by
+    assert voided["changes"][0]["after"] == "voided"
+
+    # Staff commands: --by, else CORRIDOR_ACTOR; refusals name the broken rule.
+    run = await cli(
+        "correct", "contract", "trifide", "c1", "--counterpart", "Apple Inc.",
+        "--reason", "legal name", *p, "--by", "dan",
+    )
+    assert run.code == 0, run
+    assert lines_of(run.out) == ["recorded: contract c1 corrected (counterpart): legal name"], run
+    as_erin = Cli(cli.env | {"CORRIDOR_ACTOR": "erin"}, cli.cwd)
+    run = await as_erin("void", "contract", "trifide", "c1", "--reason", "cancelled deal", *p)
+    assert run.code == 0, run
+    run = await as_erin("void", "contract", "trifide", "c1", "--reason", "again", *p)
+    assert run.code == 1, run
+    assert flat(run.err).startswith(
+        "error: refused (CorrectionRuleBroken): contract c1 was voided on "
+    ), run
+    run = await cli("correct", "contract", "trifide", "c1", "--reason", "nothing", *p)
+    assert run.code == 2, run
+    assert "nothing to correct" in flat(run.err), run
+    run = await cli("correct", "meeting", "trifide", "mt-404", "neutral", "--reason", "r", *p)
+    assert run.code == 1, run
+    assert "refused (UnknownReference): meeting mt-404 was never requested" in flat(run.err)
+
+    run = await cli("timeline", "trifide", *p, "--format", "json")
+    last_two = json.loads(run.out)["events"][-2:]
+    assert [(e["type"], e["recorded_by"]) for e in last_two] == [
+        ("ContractCorrected", "dan"), ("ContractVoided", "erin"),
+    ]
+    assert last_two[0]["changes"][0]["before"] == "Apple"
+    run = await cli("timeline", "trifide", *p)
+    assert run.code == 0, run
+    assert "legal name" in run.out and "dan" in run.out and "erin" in run.out, run
+    run = await cli("report", programme_id, "--format", "json")
+    assert json.loads(run.out)["contracts"] == 0

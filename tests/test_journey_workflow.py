@@ -649,8 +649,8 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
     assert listed == (
         "request_meeting",
         "InvalidPayload",
-        "expects one JSON object with meeting_id, counterpart (optional: command_id, occurred_on); "
-        "got a JSON array",
+        "expects one JSON object with meeting_id, counterpart "
+        "(optional: command_id, occurred_on, by); got a JSON array",
     )
     assert rule[:2] == ("request_meeting", "MeetingRuleBroken")
     assert "m-9 was already requested on 2013-09-17" in rule[2]

@@ -49,12 +49,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.commands import (
         ArrangeMeeting,
         Command,
+        CorrectContract,
+        CorrectMeetingResult,
+        CorrectVisitAttendance,
         DecideEvaluation,
         EnrollFirm,
         RecordMeetingResult,
         RecordVisitAttendance,
         RequestMeeting,
         SignContract,
+        VoidContract,
         Withdraw,
     )
     from domain.deadlines import Deadline, due_events, next_deadline
@@ -62,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.events import Event, EventEnvelope
     from domain.journey import decide
     from domain.state import JourneyState, evolve
+    from domain.timeline import TimelineEntry, entry
     from domain.wording import explain
 
 TIMELINE_KEPT = 50
@@ -73,6 +78,11 @@ UPDATES_KEPT = 200
 REFUSALS_KEPT = 20
 STORAGE_RETRY_AFTER = timedelta(hours=1)
 """How long a journey whose events the store refused waits before trying again."""
+
+SIGNAL_AUTHOR = "temporal (signal)"
+"""Author of a command sent by signal without ``by`` (Temporal CLI or Web UI)."""
+UPDATE_AUTHOR = "temporal (update)"
+"""Author of a command sent as an update without ``by`` (a client other than corridor)."""
 
 EVENT_ID_NAMESPACE = uuid.UUID("5b0c6f0e-7d1c-4d0e-9a55-8f2f1c6d0a11")
 
@@ -86,11 +96,11 @@ def event_id(stream_id: str, version: int, event: Event) -> uuid.UUID:
     """The id of an event: the same whenever the same event is decided at that place.
 
     Derived from the stream, the version and the event's content (its recording time
-    aside), so that a retried activity, a replay or a ``temporal workflow reset`` that
+    and author aside), so that a retried activity, a replay or a ``temporal workflow reset`` that
     re-decides the same fact stores it once, while a different fact at a taken version
     is a conflict the store detects.
     """
-    content = event.model_dump_json(exclude={"recorded_at"})
+    content = event.model_dump_json(exclude={"recorded_at", "recorded_by"})
     return uuid.uuid5(EVENT_ID_NAMESPACE, f"{stream_id}\n{version}\n{content}")
 
 
@@ -102,15 +112,6 @@ def pack_state(state: JourneyState) -> str:
 def unpack_state(packed: str) -> JourneyState:
     """The state packed by :func:`pack_state`."""
     return JourneyState.model_validate_json(zlib.decompress(base64.b64decode(packed)))
-
-
-class TimelineEntry(BaseModel):
-    """One line of the journey's timeline (the full record is the event stream)."""
-
-    version: int
-    type: str
-    occurred_at: datetime
-    summary: str
 
 
 class Refusal(BaseModel):
@@ -233,6 +234,10 @@ SIGNALS = (
     "record_visit_attendance",
     "decide_evaluation",
     "withdraw",
+    "correct_contract",
+    "void_contract",
+    "correct_meeting_result",
+    "correct_visit_attendance",
 )
 """Signals (and updates) that carry staff commands."""
 
@@ -425,17 +430,17 @@ class FirmJourney:
             command = self._decided_by[version]
             if command.command_id not in recorded_commands and command not in redo:
                 redo.append(command)
+        self._timeline = [e for e in self._timeline if e.version <= after]
         state = base
         for envelope in recorded:
-            state = evolve(state, envelope.event)
+            before, state = state, evolve(state, envelope.event)
+            self._timeline.append(entry(envelope.event, before, state))
             if envelope.command_id:
                 self._seen.add(envelope.command_id, envelope.stream_version)
         self._state = state
         self._unstored, self._pending_states, self._decided_by = [], {}, {}
         self._stored_state = state
         self._stored_version = state.stream_version
-        self._timeline = [e for e in self._timeline if e.version <= after]
-        self._timeline += [self._entry(e.stream_version, e.event) for e in recorded]
         workflow.logger.warning(
             "adopted %d recorded events after version %d (%d commands decided again)",
             len(recorded),
@@ -549,6 +554,42 @@ class FirmJourney:
         self._validate(command)
 
     @workflow.update
+    async def correct_contract(self, command: CorrectContract) -> CommandResult:
+        """Staff correct what a contract records (amount, counterpart, date, meetings)."""
+        return await self._execute(command)
+
+    @correct_contract.validator
+    def _validate_correct_contract(self, command: CorrectContract) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def void_contract(self, command: VoidContract) -> CommandResult:
+        """Staff void a contract recorded by mistake."""
+        return await self._execute(command)
+
+    @void_contract.validator
+    def _validate_void_contract(self, command: VoidContract) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def correct_meeting_result(self, command: CorrectMeetingResult) -> CommandResult:
+        """Staff correct the outcome recorded for a meeting."""
+        return await self._execute(command)
+
+    @correct_meeting_result.validator
+    def _validate_correct_meeting_result(self, command: CorrectMeetingResult) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def correct_visit_attendance(self, command: CorrectVisitAttendance) -> CommandResult:
+        """Staff correct whether the firm attended a return visit."""
+        return await self._execute(command)
+
+    @correct_visit_attendance.validator
+    def _validate_correct_visit_attendance(self, command: CorrectVisitAttendance) -> None:
+        self._validate(command)
+
+    @workflow.update
     async def sync(self) -> CommandResult:
         """Return once every event recorded so far (timers' included) is stored."""
         self._catch_up()
@@ -631,6 +672,26 @@ class FirmJourney:
         """Raw-JSON form of ``withdraw``."""
         self._signal(Withdraw, payloads)
 
+    @workflow.signal(name="correct_contract")
+    def correct_contract_signal(self, *payloads: Any) -> None:
+        """Raw-JSON form of ``correct_contract``."""
+        self._signal(CorrectContract, payloads)
+
+    @workflow.signal(name="void_contract")
+    def void_contract_signal(self, *payloads: Any) -> None:
+        """Raw-JSON form of ``void_contract``."""
+        self._signal(VoidContract, payloads)
+
+    @workflow.signal(name="correct_meeting_result")
+    def correct_meeting_result_signal(self, *payloads: Any) -> None:
+        """Raw-JSON form of ``correct_meeting_result``."""
+        self._signal(CorrectMeetingResult, payloads)
+
+    @workflow.signal(name="correct_visit_attendance")
+    def correct_visit_attendance_signal(self, *payloads: Any) -> None:
+        """Raw-JSON form of ``correct_visit_attendance``."""
+        self._signal(CorrectVisitAttendance, payloads)
+
     @workflow.signal
     def retry_storage(self) -> None:
         """Try storing the journey's events again now (after the store was fixed)."""
@@ -671,7 +732,12 @@ class FirmJourney:
 
     @workflow.query
     def timeline(self) -> list[TimelineEntry]:
-        """The journey's latest events, oldest first, in the domain's words."""
+        """The journey's latest events, oldest first, in the domain's words.
+
+        Each with its recorded time, author, stage before and after, and for
+        corrections the value before and after (``domain.timeline``). The latest
+        ``TIMELINE_KEPT`` only: ``corridor timeline`` reads the whole stream.
+        """
         return self._timeline
 
     # -------------------------------------------------------------------- helpers
@@ -768,6 +834,8 @@ class FirmJourney:
         known = await self._applied_version(command.command_id)
         if known is not None:
             return await self._already(known, update_id)
+        if command.by is None:
+            command = command.model_copy(update={"by": UPDATE_AUTHOR})
         self._catch_up()
         first = self._journey.stream_version + 1
         try:
@@ -802,6 +870,8 @@ class FirmJourney:
         except ValidationError as error:
             self._refuse(name, None, "InvalidPayload", explain(error))
             return
+        if command.by is None:
+            command = command.model_copy(update={"by": SIGNAL_AUTHOR})
         command_id = command.command_id
         if command_id is not None and (
             command_id in self._checking or self._seen.may_have_seen(command_id)
@@ -843,20 +913,13 @@ class FirmJourney:
         workflow.logger.warning("signal refused: %s: %s", rule, message)
         self._describe()
 
-    def _entry(self, version: int, event: Event) -> TimelineEntry:
-        return TimelineEntry(
-            version=version,
-            type=type(event).__name__,
-            occurred_at=event.occurred_at,
-            summary=event.summary(),
-        )
-
     def _record(self, events: list[Event], command: Command | None) -> None:
         """Fold events into the state and queue them for the event store."""
         stream_id = workflow.info().workflow_id
         command_id = command.command_id if command else None
         for event in events:
-            self._state = evolve(self._state, event)
+            before = self._state
+            self._state = evolve(before, event)
             version = self._state.stream_version
             self._unstored.append(
                 EventEnvelope(
@@ -870,7 +933,7 @@ class FirmJourney:
             self._pending_states[version] = self._state
             if command is not None and not isinstance(command, EnrollFirm):
                 self._decided_by[version] = command
-            self._timeline.append(self._entry(version, event))
+            self._timeline.append(entry(event, before, self._state))
         self._timeline = self._timeline[-TIMELINE_KEPT:]
         if command is not None:
             metrics.command_accepted(command)
@@ -910,10 +973,7 @@ class FirmJourney:
             "",
             "Recent events:",
             "",
-            *(
-                f"- {local_date(e.occurred_at, state.tz)} {e.summary}"
-                for e in self._timeline[-5:]
-            ),
+            *(f"- {e.line(state.tz)}" for e in self._timeline[-5:]),
         ]
         if self._storage_problem:
             lines += [
@@ -957,5 +1017,6 @@ __all__ = [
     "JourneyInput",
     "JourneySummary",
     "JourneyView",
+    "TimelineEntry",
     "journey_workflow_id",
 ]

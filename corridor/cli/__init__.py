@@ -3,8 +3,9 @@
 - ``servers``: dev, setup, migrate, rebuild;
 - ``files``: enroll (a roster), record (a journal);
 - ``staff``: one fact at a time (meeting request/arrange/result, contract, visit,
-  evaluate, withdraw);
-- ``reading``: status, report;
+  evaluate, withdraw) and its corrections (correct contract/meeting/visit, void
+  contract);
+- ``reading``: status, report, timeline;
 - ``demo``: the seed's mission.
 
 What they share is in ``app`` (consoles, exit codes, options) and ``connections``
@@ -31,6 +32,12 @@ app = typer.Typer(
 )
 meeting_app = typer.Typer(help="Record a meeting: request, arrange, result.", no_args_is_help=True)
 app.add_typer(meeting_app, name="meeting")
+correct_app = typer.Typer(
+    help="Correct a record, with a reason: contract, meeting, visit.", no_args_is_help=True
+)
+app.add_typer(correct_app, name="correct")
+void_app = typer.Typer(help="Void a record made by mistake, with a reason.", no_args_is_help=True)
+app.add_typer(void_app, name="void")
 
 app.command()(servers.dev)
 app.command()(files.enroll)
@@ -42,7 +49,12 @@ app.command()(staff.contract)
 app.command()(staff.visit)
 app.command()(staff.evaluate)
 app.command()(staff.withdraw)
+correct_app.command("contract")(staff.correct_contract)
+correct_app.command("meeting")(staff.correct_meeting)
+correct_app.command("visit")(staff.correct_visit)
+void_app.command("contract")(staff.void_contract)
 app.command()(reading.status)
+app.command()(reading.timeline)
 app.command()(servers.setup)
 app.command()(reading.report)
 app.command()(servers.rebuild)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +15,7 @@ from rich.text import Text
 from corridor import service
 from corridor.errors import Failure
 from corridor.imports import InputError
+from corridor.settings import load_settings
 from corridor.stack import StackError
 
 # Markup off: names, notes and counterparts come from users and are printed as typed.
@@ -34,6 +36,15 @@ CommandIdOption = Annotated[
     str | None,
     typer.Option("--command-id", help="Idempotency key: the same id is recorded once."),
 ]
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="Who records this (stored with its events; default: CORRIDOR_ACTOR, "
+        "else your user name).",
+    ),
+]
+
 QueryOption = Annotated[
     str | None,
     typer.Option(
@@ -42,6 +53,19 @@ QueryOption = Annotated[
         help="Temporal visibility filter, e.g. \"CorridorStage = 'awaiting_decision'\".",
     ),
 ]
+
+
+def author(by: str | None) -> str:
+    """Who sends a command: ``--by``, else ``CORRIDOR_ACTOR``, else the OS user."""
+    if by is not None:
+        return by
+    actor = load_settings().actor
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the passwd file
+        return "unknown user"
 
 
 def print_error(message: str) -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from corridor import service
-from corridor.cli.app import err, out, progress_bar, run
+from corridor.cli.app import ByOption, author, err, out, progress_bar, run
 from corridor.cli.connections import connected
 from corridor.demo.player import ClockMode, play
 from corridor.errors import Failure
@@ -28,6 +29,7 @@ from corridor.logs import configure_logging
 from corridor.settings import Settings, load_settings
 from domain.commands import EnrollFirm
 from domain.programme import Programme
+from domain.wording import explain
 
 
 def enroll(
@@ -41,6 +43,7 @@ def enroll(
             help="Journal CSV of the firms' past records, played in business-time order.",
         ),
     ] = None,
+    by: ByOption = None,
 ) -> None:
     """Enrol the firms of a roster: one journey per firm.
 
@@ -58,6 +61,12 @@ def enroll(
     async def main() -> None:
         loaded = load_programme(programme)
         commands = load_roster(roster, loaded, today=datetime.now(UTC).date())
+        try:
+            commands = [
+                type(c).model_validate({**c.model_dump(), "by": author(by)}) for c in commands
+            ]
+        except ValidationError as error:
+            raise Failure(f"--by {author(by)!r}: {explain(error)}", 2) from None
         problems = []
         for number, command in enumerate(commands, start=2):
             try:
@@ -68,7 +77,7 @@ def enroll(
             raise InputError(problems)
         if journal is not None:
             firms = {command.firm.id for command in commands}
-            records = load_journal(journal, loaded, known_firms=firms)
+            records = load_journal(journal, loaded, known_firms=firms, by=author(by))
             async with connected(settings) as connections:
                 await _import_past(connections.client, loaded, commands, records, settings)
             return
@@ -144,11 +153,14 @@ async def _firms_with_journey(client: Client, programme_id: str, firm_ids: set[s
 def record(
     journal: Annotated[Path, typer.Argument(help="Journal CSV: one row per record.")],
     programme: Annotated[Path, typer.Option("--programme", "-p", help="Programme TOML.")],
+    by: ByOption = None,
 ) -> None:
     """Record a journal of meetings, contracts, visits, decisions and withdrawals.
 
     Every row is checked first (nothing is sent if any is bad); then the rows are sent
-    in date order. Rows already recorded are recognised and not recorded twice.
+    in date order. Rows already recorded are recognised and not recorded twice. Rows
+    may also correct or void earlier records (with a reason). Each record is stored
+    with its author: the row's recorded_by, else --by.
     Exits 1 if a journey refused a row.
     """
     configure_logging("WARNING")
@@ -160,7 +172,7 @@ def record(
             known = await _firms_with_journey(
                 connections.client, loaded.id, journal_firm_ids(journal)
             )
-            records = load_journal(journal, loaded, known_firms=known)
+            records = load_journal(journal, loaded, known_firms=known, by=author(by))
             accepted = duplicates = 0
             refused: list[tuple[JournalRecord, service.Refused]] = []
             with progress_bar() as progress:

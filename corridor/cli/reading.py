@@ -1,7 +1,9 @@
-"""Commands that read: status (each journey) and report (the bilan)."""
+"""Commands that read: status (each journey), report (the bilan), timeline (one journey)."""
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +24,9 @@ from corridor.logs import configure_logging
 from corridor.reports import ReportFormat, print_bilan
 from corridor.settings import load_settings
 from domain.calendar import zone
+from domain.timeline import TimelineEntry
+from domain.timeline import timeline as fold_timeline
+from workflows.journey import journey_workflow_id
 
 
 def status(
@@ -111,5 +116,85 @@ def report(
                 for stream_id in sorted(matching):
                     link = ui_link(settings, connections, stream_id)
                     out.print(f"{stream_id}  {link}".rstrip())
+
+    run(main())
+
+
+class TimelineFormat(StrEnum):
+    """How ``corridor timeline`` prints."""
+
+    TERMINAL = "terminal"
+    JSON = "json"
+
+
+def _local(entry: TimelineEntry, timezone: str) -> dict[str, object]:
+    """An entry as JSON, its times local to the programme's time zone."""
+    data = entry.model_dump(mode="json")
+    tz = zone(timezone)
+    data["occurred_at"] = entry.occurred_at.astimezone(tz).isoformat()
+    data["recorded_at"] = (
+        entry.recorded_at.astimezone(tz).isoformat() if entry.recorded_at else None
+    )
+    return data
+
+
+def timeline(
+    firm: Annotated[str, typer.Argument(help="The firm, e.g. trifide.")],
+    programme: ProgrammeOption = None,
+    format: Annotated[TimelineFormat, typer.Option("--format", "-f")] = TimelineFormat.TERMINAL,
+) -> None:
+    """Every event of a firm's journey, from the event store.
+
+    Each with its business time and recorded time (local to the programme), its author
+    (corridor for the journey's own deadlines), the stage before and after, and for
+    corrections the value before and after.
+    """
+    configure_logging("WARNING")
+    settings = load_settings()
+
+    async def main() -> None:
+        async with connected(settings) as connections:
+            programme_id = await programme_id_of(connections, programme)
+            stream_id = journey_workflow_id(programme_id, firm)
+            async with open_store(connections) as store:
+                envelopes = await store.read_stream(stream_id)
+        if not envelopes:
+            raise Failure(f"no journey for {firm} in {programme_id}", 1)
+        first = envelopes[0].event
+        timezone = first.programme.timezone if hasattr(first, "programme") else "UTC"
+        entries = fold_timeline(e.event for e in envelopes)
+        if format is TimelineFormat.JSON:
+            document = {
+                "programme_id": programme_id,
+                "firm_id": firm,
+                "stream_id": stream_id,
+                "timezone": timezone,
+                "events": [_local(e, timezone) for e in entries],
+            }
+            out.print(json.dumps(document, ensure_ascii=False, indent=2), soft_wrap=True)
+            return
+        tz = zone(timezone)
+        table = Table(title=f"Timeline of {firm} in {programme_id} ({timezone})")
+        for column in ("#", "business time", "recorded", "by", "event", "stage", "changes"):
+            table.add_column(column, overflow="fold")
+        for entry in entries:
+            before = entry.stage_before.value.replace("_", " ") if entry.stage_before else "—"
+            after = entry.stage_after.value.replace("_", " ") if entry.stage_after else "—"
+            recorded = (
+                entry.recorded_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+                if entry.recorded_at
+                else ""
+            )
+            table.add_row(
+                str(entry.version),
+                entry.occurred_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                recorded,
+                entry.recorded_by or "",
+                entry.summary,
+                after if before == after else f"{before} → {after}",
+                "\n".join(str(change) for change in entry.changes),
+            )
+        out.print(table)
+        out.print(f"{len(entries)} events (the whole stream of {stream_id}).")
 
     run(main())

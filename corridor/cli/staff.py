@@ -1,4 +1,8 @@
-"""Staff commands, one fact at a time: meetings, contract, visit, evaluate, withdraw."""
+"""Staff commands, one fact at a time: meetings, contract, visit, evaluate, withdraw.
+
+And the corrections of what they recorded: ``correct contract|meeting|visit`` and
+``void contract``, each with a reason.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,15 @@ import typer
 from pydantic import ValidationError
 
 from corridor import service
-from corridor.cli.app import CommandIdOption, OnOption, ProgrammeOption, out, run
+from corridor.cli.app import (
+    ByOption,
+    CommandIdOption,
+    OnOption,
+    ProgrammeOption,
+    author,
+    out,
+    run,
+)
 from corridor.cli.connections import connected, programme_id_of
 from corridor.errors import Failure
 from corridor.imports import parse_amount, parse_aware_datetime, parse_date
@@ -21,6 +33,9 @@ from corridor.settings import load_settings
 from domain.commands import (
     ArrangeMeeting,
     Command,
+    CorrectContract,
+    CorrectMeetingResult,
+    CorrectVisitAttendance,
     DecideEvaluation,
     Decision,
     Outcome,
@@ -28,6 +43,7 @@ from domain.commands import (
     RecordVisitAttendance,
     RequestMeeting,
     SignContract,
+    VoidContract,
     Withdraw,
 )
 from domain.money import Money
@@ -66,21 +82,31 @@ def _retry_safe_id(firm: str, command: Command) -> str:
     """A command id for a command typed without one.
 
     The same command for the same firm on the same day gets the same id, so running it
-    again after a time-out or an error records it once.
+    again after a time-out or an error records it once (whoever runs it again).
     """
     today = datetime.now(UTC).date()
-    content = f"{firm}\x1f{today}\x1f{command.model_dump_json(exclude={'command_id'})}"
+    content = f"{firm}\x1f{today}\x1f{command.model_dump_json(exclude={'command_id', 'by'})}"
     return "cli-" + hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
-def _send_one(programme: str | None, firm: str, build: Callable[[], Command]) -> None:
-    """Build a staff command from options and send it to the firm's journey."""
+def _send_one(
+    programme: str | None, firm: str, build: Callable[[], Command], by: str | None = None
+) -> None:
+    """Build a staff command from options and send it to the firm's journey.
+
+    Args:
+        programme: The ``--programme`` option.
+        firm: The firm whose journey receives it.
+        build: Builds the command (raises ``ValueError`` or ``Failure`` for bad input).
+        by: The ``--by`` option: who sends it (see ``author``).
+    """
     configure_logging("WARNING")
     settings = load_settings()
 
     async def main() -> None:
         try:
             command = build()
+            command = type(command).model_validate({**command.model_dump(), "by": author(by)})
         except ValueError as error:
             raise Failure(_first(error), 2) from None
         if command.command_id is None:
@@ -106,6 +132,7 @@ def meeting_request(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """The firm asks to meet COUNTERPART (e.g. Apple)."""
     _send_one(
@@ -117,6 +144,7 @@ def meeting_request(
             occurred_on=_date(on, "--on"),
             command_id=command_id,
         ),
+        by,
     )
 
 
@@ -129,6 +157,7 @@ def meeting_arrange(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """A partner arranges a requested meeting."""
 
@@ -146,7 +175,7 @@ def meeting_arrange(
             command_id=command_id,
         )
 
-    _send_one(programme, firm, build)
+    _send_one(programme, firm, build, by)
 
 
 def meeting_result(
@@ -161,6 +190,7 @@ def meeting_result(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """Record how an arranged meeting went."""
     _send_one(
@@ -175,6 +205,7 @@ def meeting_result(
             occurred_on=_date(on, "--on"),
             command_id=command_id,
         ),
+        by,
     )
 
 
@@ -190,6 +221,7 @@ def contract(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """Record a contract signed with a counterpart."""
 
@@ -208,7 +240,7 @@ def contract(
             command_id=command_id,
         )
 
-    _send_one(programme, firm, build)
+    _send_one(programme, firm, build, by)
 
 
 class Attendance(StrEnum):
@@ -226,6 +258,7 @@ def visit(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """Record whether the firm takes part in the open return visit."""
     _send_one(
@@ -238,6 +271,7 @@ def visit(
             occurred_on=_date(on, "--on"),
             command_id=command_id,
         ),
+        by,
     )
 
 
@@ -248,6 +282,7 @@ def evaluate(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """Decide the two-year evaluation: renew for another cycle, or close."""
     _send_one(
@@ -259,6 +294,7 @@ def evaluate(
             occurred_on=_date(on, "--on"),
             command_id=command_id,
         ),
+        by,
     )
 
 
@@ -268,10 +304,154 @@ def withdraw(
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
+    by: ByOption = None,
 ) -> None:
     """The firm withdraws from the programme."""
     _send_one(
         programme,
         firm,
         lambda: Withdraw(reason=reason, occurred_on=_date(on, "--on"), command_id=command_id),
+        by,
+    )
+
+
+# ------------------------------------------------------------------- corrections
+
+ReasonOption = Annotated[str, typer.Option(help="Why it is corrected (required).")]
+
+
+def _money(amount: str | None, currency: str | None) -> Money | None:
+    """``--amount`` and ``--currency`` as Money, None when neither is given."""
+    if amount is None and currency is None:
+        return None
+    if amount is None or currency is None:
+        raise Failure(
+            "give --amount and --currency together (e.g. --amount 2002.00 --currency USD)", 2
+        )
+    try:
+        return Money(amount=parse_amount(amount), currency=currency)
+    except (ValueError, ArithmeticError) as error:
+        message = f"--amount {amount!r} --currency {currency!r}: {_first(error)}"
+        raise Failure(message, 2) from None
+
+
+def correct_contract(
+    firm: str,
+    contract_id: Annotated[str, typer.Argument(help="The contract's id, e.g. c1.")],
+    reason: ReasonOption,
+    amount: Annotated[str | None, typer.Option(help="Corrected amount, e.g. 2002.00.")] = None,
+    currency: Annotated[
+        str | None, typer.Option(help="Currency of the corrected amount, e.g. USD.")
+    ] = None,
+    counterpart: Annotated[str | None, typer.Option(help="Corrected counterpart.")] = None,
+    signed_on: Annotated[
+        str | None, typer.Option(help="Corrected signing date YYYY-MM-DD.")
+    ] = None,
+    meeting: Annotated[
+        list[str] | None,
+        typer.Option(help="The meeting(s) it is attributed to instead (repeatable)."),
+    ] = None,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+    by: ByOption = None,
+) -> None:
+    """Correct a contract: its amount, counterpart, signing date or meetings."""
+
+    def build() -> Command:
+        value = _money(amount, currency)
+        if value is None and counterpart is None and signed_on is None and not meeting:
+            raise Failure(
+                "nothing to correct: give --amount and --currency, --counterpart, "
+                "--signed-on or --meeting",
+                2,
+            )
+        return CorrectContract(
+            contract_id=contract_id,
+            value=value,
+            counterpart=counterpart,
+            signed_on=_date(signed_on, "--signed-on"),
+            meeting_ids=meeting or None,
+            reason=reason,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        )
+
+    _send_one(programme, firm, build, by)
+
+
+def void_contract(
+    firm: str,
+    contract_id: Annotated[str, typer.Argument(help="The contract's id, e.g. c1.")],
+    reason: Annotated[str, typer.Option(help="Why it is voided (required).")],
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+    by: ByOption = None,
+) -> None:
+    """Void a contract recorded by mistake: it no longer counts in any figure."""
+    _send_one(
+        programme,
+        firm,
+        lambda: VoidContract(
+            contract_id=contract_id,
+            reason=reason,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+        by,
+    )
+
+
+def correct_meeting(
+    firm: str,
+    meeting_id: str,
+    outcome: Annotated[
+        str, typer.Argument(help="promising, neutral, not_interested, no_show or cancelled.")
+    ],
+    reason: ReasonOption,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+    by: ByOption = None,
+) -> None:
+    """Correct the outcome recorded for a meeting."""
+    _send_one(
+        programme,
+        firm,
+        lambda: CorrectMeetingResult(
+            meeting_id=meeting_id,
+            outcome=_choice(Outcome, outcome, "outcome"),
+            reason=reason,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+        by,
+    )
+
+
+def correct_visit(
+    firm: str,
+    visit_number: Annotated[
+        int, typer.Argument(metavar="VISIT", help="Visit number (1: the first).")
+    ],
+    attendance: Annotated[str, typer.Argument(help="attended or skipped.")],
+    reason: ReasonOption,
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+    by: ByOption = None,
+) -> None:
+    """Correct whether the firm attended a return visit."""
+    _send_one(
+        programme,
+        firm,
+        lambda: CorrectVisitAttendance(
+            visit=visit_number,
+            attended=_choice(Attendance, attendance, "attendance") is Attendance.ATTENDED,
+            reason=reason,
+            occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+        by,
     )

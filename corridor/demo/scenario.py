@@ -21,6 +21,8 @@ from domain.programme import Programme
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "quebec-california"
 """The seed: Québec City's missions to California, 2013-2016."""
+DEMO_AUTHOR = "corridor demo"
+"""The author the demo records with the example's records."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,11 @@ class Scenario:
             InputError: A file has problems.
         """
         programme = load_programme(folder / "programme.toml")
-        roster = load_roster(folder / "roster.csv", programme)
-        journal = load_journal(folder / "journal.csv", programme)
+        roster = [
+            c.model_copy(update={"by": DEMO_AUTHOR})
+            for c in load_roster(folder / "roster.csv", programme)
+        ]
+        journal = load_journal(folder / "journal.csv", programme, by=DEMO_AUTHOR)
         return cls(programme, roster, journal, max(r.occurred_on for r in journal))
 
 

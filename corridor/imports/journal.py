@@ -1,9 +1,16 @@
-"""The journal: one CSV row per record staff made, each becoming a staff command."""
+"""The journal: one CSV row per record staff made, each becoming a staff command.
+
+Besides the records, a journal may correct them (actions ``contract_corrected``,
+``contract_voided``, ``meeting_result_corrected``, ``visit_attendance_corrected``, each
+with a ``reason``), and say who made each record (optional column ``recorded_by``;
+otherwise the ``--by`` of ``corridor record``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,9 @@ from corridor.imports.spreadsheet import RowReader, build_model, command_id, rea
 from corridor.imports.values import parse_amount, parse_aware_datetime, parse_currency, parse_date
 from domain.commands import (
     ArrangeMeeting,
+    CorrectContract,
+    CorrectMeetingResult,
+    CorrectVisitAttendance,
     DecideEvaluation,
     Decision,
     Outcome,
@@ -22,6 +32,7 @@ from domain.commands import (
     RequestMeeting,
     SignContract,
     StaffCommand,
+    VoidContract,
     Withdraw,
 )
 from domain.money import Money
@@ -53,7 +64,27 @@ _ACTION_COLUMNS: dict[str, set[str]] = {
     "evaluation_decided": {"decision"},
     "withdrew": set(),
 }
+CORRECTION_COLUMNS = ("contract_id", "signed_on", "visit", "attendance", "reason")
+"""Optional columns of the corrections (a journal without corrections leaves them out)."""
+AUTHOR_COLUMN = "recorded_by"
+"""Optional column: who made the record (else ``corridor record --by``)."""
+_CORRECTION_ACTIONS: dict[str, set[str]] = {
+    "contract_corrected": {
+        "contract_id",
+        "amount",
+        "currency",
+        "counterpart",
+        "signed_on",
+        "meeting_id",
+        "reason",
+    },
+    "contract_voided": {"contract_id", "reason"},
+    "meeting_result_corrected": {"meeting_id", "outcome", "reason"},
+    "visit_attendance_corrected": {"visit", "attendance", "reason"},
+}
+_ACTION_COLUMNS |= _CORRECTION_ACTIONS
 ACTIONS = tuple(_ACTION_COLUMNS)
+_ALL_COLUMNS = (*JOURNAL_COLUMNS, *CORRECTION_COLUMNS, AUTHOR_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -152,6 +183,98 @@ def _journal_command(reader: RowReader, action: str, cid: str) -> StaffCommand |
     return build_model(reader, None, model, **fields)  # type: ignore[return-value]
 
 
+class _Attendance(StrEnum):
+    ATTENDED = "attended"
+    SKIPPED = "skipped"
+
+
+def _correction_command(reader: RowReader, action: str, cid: str) -> StaffCommand | None:
+    """Build the command of one correction row, or record its problems and return None."""
+    before = len(reader.errors)
+    day = reader.parsed("occurred_on", parse_date, "a date")
+    reader.unused(
+        [
+            c
+            for c in (*JOURNAL_COLUMNS[3:], *CORRECTION_COLUMNS)
+            if c not in _CORRECTION_ACTIONS[action]
+        ]
+    )
+    reason = reader.text("reason")
+    model: type[BaseModel]
+    fields: dict[str, Any] = {"command_id": cid, "occurred_on": day, "reason": reason}
+    match action:
+        case "contract_corrected":
+            model = CorrectContract
+            amount = reader.parsed("amount", parse_amount, "an amount", required=False)
+            currency = reader.text("currency", required=False)
+            if currency is not None:
+                try:
+                    currency = parse_currency(currency)
+                except ValueError as error:
+                    reader.fail("currency", str(error))
+            if (amount is None) != (currency is None) and len(reader.errors) == before:
+                reader.fail(
+                    "amount" if amount is None else "currency",
+                    "is required with "
+                    + ("currency" if amount is None else "amount")
+                    + " (a corrected value has both)",
+                )
+            value = None
+            if amount is not None and currency is not None and len(reader.errors) == before:
+                value = build_model(reader, "amount", Money, amount=amount, currency=currency)
+            meeting_id = reader.text("meeting_id", required=False)
+            fields |= {
+                "contract_id": reader.text("contract_id"),
+                "value": value,
+                "counterpart": reader.text("counterpart", required=False),
+                "signed_on": reader.parsed("signed_on", parse_date, "a date", required=False),
+                "meeting_ids": [meeting_id] if meeting_id else None,
+            }
+            if len(reader.errors) == before and not any(
+                fields[k] is not None for k in ("value", "counterpart", "signed_on", "meeting_ids")
+            ):
+                reader.fail(
+                    None,
+                    "nothing to correct: fill amount and currency, counterpart, signed_on "
+                    "or meeting_id",
+                )
+        case "contract_voided":
+            model = VoidContract
+            fields |= {"contract_id": reader.text("contract_id")}
+        case "meeting_result_corrected":
+            model = CorrectMeetingResult
+            fields |= {
+                "meeting_id": reader.text("meeting_id"),
+                "outcome": reader.choice("outcome", Outcome),
+            }
+        case _:
+            model = CorrectVisitAttendance
+            attendance = reader.choice("attendance", _Attendance)
+            fields |= {
+                "visit": reader.parsed("visit", _visit_number, "a visit number (1, 2, ...)"),
+                "attended": attendance is _Attendance.ATTENDED,
+            }
+    if len(reader.errors) != before:
+        return None
+    return build_model(reader, None, model, **fields)  # type: ignore[return-value]
+
+
+def _visit_number(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("")
+    return int(value)
+
+
+def _authored(reader: RowReader, command: StaffCommand, by: str | None) -> StaffCommand | None:
+    """The command with its author: the row's ``recorded_by``, else ``by``."""
+    author = reader.text(AUTHOR_COLUMN, required=False) or by
+    if author is None:
+        return command
+    return build_model(
+        reader, AUTHOR_COLUMN, type(command), **{**command.model_dump(), "by": author}
+    )
+
+
 def journal_firm_ids(path: Path) -> set[str]:
     """The firm ids a journal names (to check them before reading it whole).
 
@@ -160,13 +283,16 @@ def journal_firm_ids(path: Path) -> set[str]:
     """
     return {
         row["firm_id"]
-        for row in read_csv(path, JOURNAL_COLUMNS, _JOURNAL_REQUIRED)
+        for row in read_csv(path, _ALL_COLUMNS, _JOURNAL_REQUIRED)
         if row.get("firm_id")
     }
 
 
 def load_journal(
-    path: Path, programme: Programme, known_firms: set[str] | None = None
+    path: Path,
+    programme: Programme,
+    known_firms: set[str] | None = None,
+    by: str | None = None,
 ) -> list[JournalRecord]:
     """Read a journal: one row per record staff made, each becoming a command.
 
@@ -176,6 +302,8 @@ def load_journal(
         programme: The programme; partner and mission ids are checked against it.
         known_firms: Firms that have a journey; other firm ids are reported (None: not
             checked).
+        by: Who made the records (``Command.by``) where the row's ``recorded_by`` is
+            empty; None: not said.
 
     Returns:
         The records sorted by date (rows of the same date keep their file order).
@@ -188,7 +316,7 @@ def load_journal(
     records: list[JournalRecord] = []
     partners = {p.id for p in programme.partners}
     missions = {m.id for m in programme.missions}
-    for row in read_csv(path, JOURNAL_COLUMNS, _JOURNAL_REQUIRED):
+    for row in read_csv(path, _ALL_COLUMNS, _JOURNAL_REQUIRED):
         reader = RowReader(source, row, errors)
         firm_id = reader.text("firm_id")
         if firm_id is not None and known_firms is not None and firm_id not in known_firms:
@@ -203,11 +331,18 @@ def load_journal(
             reader.fail("mission_id", f"unknown mission (known: {', '.join(sorted(missions))})")
         if action is None or firm_id is None:
             continue
-        cid = command_id("journal", programme.id, row, JOURNAL_COLUMNS)
-        command = _journal_command(reader, action, cid)
+        command: StaffCommand | None
+        if action in _CORRECTION_ACTIONS:
+            cid = command_id("journal", programme.id, row, (*JOURNAL_COLUMNS, *CORRECTION_COLUMNS))
+            command = _correction_command(reader, action, cid)
+        else:
+            reader.unused(list(CORRECTION_COLUMNS))
+            cid = command_id("journal", programme.id, row, JOURNAL_COLUMNS)
+            command = _journal_command(reader, action, cid)
+        if command is not None:
+            command = _authored(reader, command, by)
         if command is not None:
             records.append(JournalRecord(reader.number, firm_id, action, command))
     if errors:
         raise InputError(errors)
     return sorted(records, key=lambda r: (r.occurred_on, r.row))
-
