@@ -85,7 +85,7 @@ async def test_demo_on_a_compressed_clock_counts_the_same_contracts(
 
 def _comparable(events: list[EventEnvelope]) -> list[tuple[str, str, dict[str, object]]]:
     """What a stream says happened, without ids, recording times or the programme id."""
-    kept = []
+    kept: list[tuple[str, str, dict[str, object]]] = []
     for envelope in events:
         data = envelope.event.model_dump(mode="json", exclude={"recorded_at", "recorded_by"})
         data.pop("programme", None)
