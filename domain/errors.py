@@ -58,3 +58,27 @@ class EvaluationRuleBroken(DomainError):
 
 class AlreadyEnrolled(DomainError):
     """The firm already has a journey in this programme."""
+
+
+class RecordDiffers(DomainError):
+    """The command names a record the journey already has, with different values.
+
+    The same business identity (a meeting id, a contract id or natural key, a return
+    visit, a cycle's evaluation) with the same values is "already recorded" (``decide``
+    returns no event); with other values it is refused with this error, whose message
+    names each field that differs, its recorded and its new value, and the command
+    that corrects the record (when it can be corrected). Notes and other free text
+    never make a record differ.
+
+    Attributes:
+        fields: The names of the fields that differ (e.g. ``("amount",)``).
+        correction: The command that corrects the record, as typed in a shell
+            (``corridor correct contract ...``), or None when it cannot be corrected.
+    """
+
+    def __init__(
+        self, message: str, *, fields: tuple[str, ...] = (), correction: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.fields = fields
+        self.correction = correction
