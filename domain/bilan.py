@@ -130,9 +130,7 @@ def compute_bilan(
     with_contract = [r for r in rows if r.contracts]
     days = [r.days_to_first_contract for r in rows if r.days_to_first_contract is not None]
     stages = Counter(r.stage for r in rows)
-    last_dates = [
-        local_date(s.last_event_at, s.tz) for s in chosen if s.last_event_at is not None
-    ]
+    last_dates = [local_date(s.last_event_at, s.tz) for s in chosen if s.last_event_at is not None]
     return Bilan(
         as_of=max(last_dates, default=None),
         programme_id=programme_id,

@@ -118,13 +118,20 @@ class RecordMeetingResult(Command):
 class SignContract(Command):
     """Record a contract signed with a counterpart, attributed to its meetings.
 
+    A contract is recognised by its ``contract_id`` when it has one, else by its
+    natural key: the counterpart (case aside) and the signing date. Two contracts with
+    the same counterpart, value and date are two contracts only with distinct ids.
+
     Attributes:
+        contract_id: The contract's own id (id rules: lower case, no spaces); None:
+            the journey assigns the next free ``c1``, ``c2``, ...
         value: Its amount in an active ISO 4217 currency (``Money``'s rules); the
             programme's maximum (``Policy.max_contract_amount``) is checked by
             ``decide``.
     """
 
     kind: Literal["sign_contract"] = "sign_contract"
+    contract_id: Identifier | None = None
     counterpart: Text
     value: Money
     meeting_ids: list[Identifier] = Field(default_factory=list)

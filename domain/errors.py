@@ -66,3 +66,27 @@ class CorrectionRuleBroken(DomainError):
     The record is voided already, has nothing recorded to correct (a meeting without a
     result, a visit without an attendance), or would not change.
     """
+
+
+class RecordDiffers(DomainError):
+    """The command names a record the journey already has, with different values.
+
+    The same business identity (a meeting id, a contract id or natural key, a return
+    visit, a cycle's evaluation) with the same values is "already recorded" (``decide``
+    returns no event); with other values it is refused with this error, whose message
+    names each field that differs, its recorded and its new value, and the command
+    that corrects the record (when it can be corrected). Notes and other free text
+    never make a record differ.
+
+    Attributes:
+        fields: The names of the fields that differ (e.g. ``("amount",)``).
+        correction: The command that corrects the record, as typed in a shell
+            (``corridor correct contract ...``), or None when it cannot be corrected.
+    """
+
+    def __init__(
+        self, message: str, *, fields: tuple[str, ...] = (), correction: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.fields = fields
+        self.correction = correction

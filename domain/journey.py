@@ -5,7 +5,9 @@ visits every six months, the two-year evaluation, withdrawal. The journey is thr
 pure functions, in three modules:
 
 - ``decide(state, command, now) -> events`` (here) applies the rules or raises a
-  ``DomainError`` naming the broken rule;
+  ``DomainError`` naming the broken rule; a command naming a record the journey
+  already has is recognised by that record's business identity (no event when its
+  values are the same, ``RecordDiffers`` when they are not);
 - ``evolve(state, event) -> state`` (``domain.state``) folds one event into the state;
 - ``due_events(state, now) -> (state, events)`` (``domain.deadlines``) produces what
   the journey's own timers add (reminders, visits falling due or missed, overdue
@@ -17,9 +19,10 @@ here are re-exported (``__all__``).
 
 from __future__ import annotations
 
+import shlex
 from datetime import date, datetime, timedelta
 
-from domain.calendar import local_date, start_of_day
+from domain.calendar import add_months, local_date, start_of_day
 from domain.commands import (
     ArrangeMeeting,
     Command,
@@ -27,6 +30,7 @@ from domain.commands import (
     CorrectMeetingResult,
     CorrectVisitAttendance,
     DecideEvaluation,
+    Decision,
     EnrollFirm,
     Outcome,
     RecordMeetingResult,
@@ -58,6 +62,7 @@ from domain.errors import (
     EvaluationRuleBroken,
     JourneyOver,
     MeetingRuleBroken,
+    RecordDiffers,
     UnknownReference,
     VisitRuleBroken,
 )
@@ -84,6 +89,7 @@ from domain.state import (
     JourneyState,
     MeetingState,
     Stage,
+    VisitState,
     VisitStatus,
     evolve,
     fold,
@@ -141,9 +147,16 @@ def _decide(state: JourneyState | None, command: Command, now: datetime) -> list
             recorded before the command.
 
     Returns:
-        The events the command causes (never empty).
+        The events the command causes; empty when the journey already records this
+        fact: the record the command names (by its business identity: the meeting id;
+        the contract id, else the counterpart and signing date; the return visit; the
+        cycle's evaluation; the withdrawal) is there with the same values. Notes and
+        other free text are not compared.
 
     Raises:
+        RecordDiffers: The command names a record the journey has, with other values;
+            the message names each field that differs, both values, and the command
+            that corrects it. (On a journey that is over: ``JourneyOver``.)
         DomainError: The command breaks a rule; nothing is changed.
         DeadlinesNotFolded: A programming error: a deadline of the journey up to
             ``now`` is not folded into ``state``.
@@ -153,6 +166,14 @@ def _decide(state: JourneyState | None, command: Command, now: datetime) -> list
     if state is None:
         raise UnknownReference("the firm is not enrolled in this programme")
     require_deadlines_folded(state, now)
+    try:
+        recorded = _already_recorded(state, command, local_date(now, state.tz))
+    except RecordDiffers:
+        if not state.is_over:
+            raise
+        recorded = False  # nothing changes on a journey that is over: refused below
+    if recorded:
+        return []
     if state.is_over:
         what = (
             f"withdrew on {state.withdrawn_on}"
@@ -358,7 +379,7 @@ def _sign_contract(
         )
     return ContractSigned(
         **_when(state, day, now),
-        contract_id=f"c{len(state.contracts) + 1}",
+        contract_id=command.contract_id or _next_contract_id(state),
         counterpart=command.counterpart,
         value=command.value,
         meeting_ids=list(command.meeting_ids),
@@ -371,25 +392,12 @@ def _record_visit_attendance(
 ) -> ReturnVisitAttended | ReturnVisitSkipped:
     if command.mission_id is not None:
         state.programme.mission(command.mission_id)
-    visit = 1
-    while True:
-        opens, closes = visit_window(state, visit)
-        if day < opens:
-            raise VisitRuleBroken(
-                f"no return visit is open on {day}: visit {visit} falls due on "
-                f"{visit_due_on(state, visit)} and opens for attendance on {opens}"
-            )
-        if day < closes:
-            known = state.visits.get(visit)
-            if known is None or known.status not in (VisitStatus.ATTENDED, VisitStatus.SKIPPED):
-                break
-            next_opens, _ = visit_window(state, visit + 1)
-            if day < next_opens:
-                raise VisitRuleBroken(
-                    f"return visit {visit} (due {known.due_on}) was already recorded as "
-                    f"{known.status.value} on {known.recorded_on}"
-                )
-        visit += 1
+    visit, known = _visit_on(state, day)
+    if known is not None:  # recognised by decide before: kept for callers of this rule
+        raise VisitRuleBroken(
+            f"return visit {visit} (due {known.due_on}) was already recorded as "
+            f"{known.status.value} on {known.recorded_on}"
+        )
     if command.mission_id is not None:
         mission = state.programme.mission(command.mission_id)
         opens, closes = visit_window(state, visit)
@@ -646,4 +654,320 @@ def _correct_visit_attendance(
         attended_before=attended,
         attended_after=command.attended,
         reason=command.reason,
+    )
+
+
+def _visit_on(state: JourneyState, day: date) -> tuple[int, VisitState | None]:
+    """The return visit an attendance dated ``day`` is about.
+
+    The first visit open for attendance on ``day`` that is not recorded yet; or a
+    recorded one whose window alone holds ``day`` (then also returned).
+
+    Raises:
+        VisitRuleBroken: No return visit is open for attendance on ``day``.
+    """
+    visit = 1
+    while True:
+        opens, closes = visit_window(state, visit)
+        if day < opens:
+            raise VisitRuleBroken(
+                f"no return visit is open on {day}: visit {visit} falls due on "
+                f"{visit_due_on(state, visit)} and opens for attendance on {opens}"
+            )
+        if day < closes:
+            known = state.visits.get(visit)
+            if known is None or known.status not in _RECORDED_VISIT:
+                return visit, None
+            next_opens, _ = visit_window(state, visit + 1)
+            if day < next_opens:
+                return visit, known
+        visit += 1
+
+
+def _next_contract_id(state: JourneyState) -> str:
+    """The id of a contract signed without one: ``c<N>``, N its rank, or the next free."""
+    taken = {contract.contract_id for contract in state.contracts}
+    number = len(state.contracts) + 1
+    while f"c{number}" in taken:
+        number += 1
+    return f"c{number}"
+
+
+# ------------------------------------------------------------ records recognised
+#
+# A command naming a record the journey already has is recognised by the record's
+# business identity, never by the command's text or id: the same values are "already
+# recorded" (no event), other values are refused (RecordDiffers) with the command that
+# corrects the record. Free text (notes, reasons, next steps) is never compared.
+
+_RECORDED_VISIT = (VisitStatus.ATTENDED, VisitStatus.SKIPPED)
+_ANY_REASON = "--reason ..."
+
+
+def _already_recorded(state: JourneyState, command: Command, today: date) -> bool:
+    """True when the journey already records the fact ``command`` states.
+
+    Args:
+        state: The journey's state, deadlines folded.
+        command: A staff command.
+        today: The programme's business today (the date of a command without one).
+
+    Raises:
+        RecordDiffers: The command names a record the journey has, with other values.
+    """
+    day = command.occurred_on or today
+    match command:
+        case RequestMeeting():
+            return _request_recorded(state, command)
+        case ArrangeMeeting():
+            return _arrangement_recorded(state, command)
+        case RecordMeetingResult():
+            return _result_recorded(state, command)
+        case SignContract():
+            return _contract_recorded(state, command, day)
+        case RecordVisitAttendance():
+            return _attendance_recorded(state, command, day)
+        case DecideEvaluation():
+            return _decision_recorded(state, command, day)
+        case Withdraw():
+            return state.withdrawn_on == day
+    return False
+
+
+Difference = tuple[str, str, str]
+"""A field that differs: its name, the recorded value and the command's value."""
+
+
+def _differs(
+    what: str,
+    differences: list[Difference],
+    *,
+    correction: str | None = None,
+    otherwise: str = "",
+) -> RecordDiffers:
+    """The refusal of a command naming ``what`` with other values than recorded.
+
+    Args:
+        what: The record, e.g. ``contract c1 (Apple, 2014-07-15)``.
+        differences: Each field that differs (name, recorded value, new value).
+        correction: The command that corrects the record, if it can be corrected.
+        otherwise: What to do instead (when it cannot be corrected, or in addition).
+    """
+    recorded = "; ".join(f"{field} {old}" for field, old, _ in differences)
+    says = "; ".join(f"{field} {new}" for field, _, new in differences)
+    remedies = [f"to change it, `{correction}`"] if correction else []
+    remedies += [otherwise] if otherwise else []
+    return RecordDiffers(
+        f"{what} is recorded with {recorded}, this says {says}: " + "; ".join(remedies),
+        fields=tuple(field for field, _, _ in differences),
+        correction=correction,
+    )
+
+
+def _same_name(recorded: str, given: str) -> bool:
+    """Counterparts are the same whatever their case (Apple, APPLE)."""
+    return recorded.strip().casefold() == given.strip().casefold()
+
+
+def _request_recorded(state: JourneyState, command: RequestMeeting) -> bool:
+    meeting = state.meetings.get(command.meeting_id)
+    if meeting is None:
+        return False
+    if _same_name(meeting.counterpart, command.counterpart):
+        return True
+    raise _differs(
+        f"meeting {meeting.meeting_id} (requested on {meeting.requested_on})",
+        [("counterpart", meeting.counterpart, command.counterpart)],
+        otherwise="a meeting's counterpart is not corrected: request the other meeting "
+        "under a meeting id of its own",
+    )
+
+
+def _arrangement_recorded(state: JourneyState, command: ArrangeMeeting) -> bool:
+    """Same partner, time and place: recorded.
+
+    Before a result, another arrangement is new (the meeting is rescheduled); after
+    it, the arrangement is history and another one differs.
+    """
+    meeting = state.meetings.get(command.meeting_id)
+    if meeting is None or meeting.scheduled_at is None:
+        return False
+    differences: list[Difference] = []
+    if meeting.partner_id != command.partner_id:
+        differences.append(("partner", str(meeting.partner_id), command.partner_id))
+    if meeting.scheduled_at != command.scheduled_at:
+        differences.append(
+            ("scheduled_at", meeting.scheduled_at.isoformat(), command.scheduled_at.isoformat())
+        )
+    if command.place is not None and (meeting.place or "") != command.place:
+        differences.append(("place", meeting.place or "(none)", command.place))
+    if not differences:
+        return True
+    if meeting.outcome is None:
+        return False
+    raise _differs(
+        f"meeting {meeting.meeting_id} ({meeting.counterpart})",
+        differences,
+        otherwise=f"the meeting already has a result ({meeting.outcome.value}, recorded on "
+        f"{meeting.result_on}): its arrangement no longer changes",
+    )
+
+
+def _result_recorded(state: JourneyState, command: RecordMeetingResult) -> bool:
+    meeting = state.meetings.get(command.meeting_id)
+    if meeting is None or meeting.outcome is None:
+        return False
+    if meeting.outcome is command.outcome:
+        return True
+    raise _differs(
+        f"the result of meeting {meeting.meeting_id} ({meeting.counterpart}, recorded on "
+        f"{meeting.result_on})",
+        [("outcome", meeting.outcome.value, command.outcome.value)],
+        correction=(
+            f"corridor correct meeting {state.firm.id} {meeting.meeting_id} "
+            f"{command.outcome.value} {_ANY_REASON}"
+        ),
+    )
+
+
+def _money_text(amount: object) -> str:
+    return format(amount, "f")
+
+
+def _contract_differences(
+    contract: ContractState, command: SignContract, day: date, *, by_id: bool
+) -> tuple[list[Difference], list[str]]:
+    """The fields of ``command`` that differ from ``contract``, and the options that set them.
+
+    The options are those of ``corridor correct contract``. The counterpart and the
+    signing date are compared only for a contract recognised by its id (else they
+    are its key).
+    """
+    differences: list[Difference] = []
+    options: list[str] = []
+    if contract.value != command.value:
+        field = "currency" if contract.value.amount == command.value.amount else "amount"
+        differences.append((field, str(contract.value), str(command.value)))
+        options += [
+            f"--amount {_money_text(command.value.amount)}",
+            f"--currency {command.value.currency}",
+        ]
+    if by_id and not _same_name(contract.counterpart, command.counterpart):
+        differences.append(("counterpart", contract.counterpart, command.counterpart))
+        options.append(f"--counterpart {shlex.quote(command.counterpart)}")
+    if by_id and contract.signed_on != day:
+        differences.append(("signing date", str(contract.signed_on), str(day)))
+        options.append(f"--signed-on {day}")
+    if sorted(contract.meeting_ids) != sorted(command.meeting_ids):
+        differences.append(
+            (
+                "meetings",
+                ", ".join(contract.meeting_ids) or "(none)",
+                ", ".join(command.meeting_ids) or "(none)",
+            )
+        )
+        options += [f"--meeting {meeting_id}" for meeting_id in command.meeting_ids]
+    return differences, options
+
+
+def _contract_recorded(state: JourneyState, command: SignContract, day: date) -> bool:
+    """A contract is recognised by its id, or without one by its counterpart and date."""
+    if command.contract_id is not None:
+        candidates = [c for c in state.contracts if c.contract_id == command.contract_id]
+    else:
+        candidates = [
+            c
+            for c in state.contracts
+            if c.signed_on == day and _same_name(c.counterpart, command.counterpart)
+        ]
+    if not candidates:
+        return False
+    by_id = command.contract_id is not None
+    found = [(c, *_contract_differences(c, command, day, by_id=by_id)) for c in candidates]
+    if any(not differences for _, differences, _ in found):
+        return True
+    another = (
+        "if it is another contract signed that day, give each its own contract id "
+        "(--contract-id, or the journal's contract_id column)"
+    )
+    if len(found) > 1:
+        ids = ", ".join(c.contract_id for c, _, _ in found)
+        values = ", ".join(str(c.value) for c, _, _ in found)
+        raise RecordDiffers(
+            f"contracts {ids} ({command.counterpart}, {day}) are recorded at {values}, this "
+            f"says {command.value}: {another}; to change one, `corridor correct contract "
+            f"{state.firm.id} CONTRACT_ID ... {_ANY_REASON}`",
+            fields=("amount",),
+        )
+    contract, differences, options = found[0]
+    correction = " ".join(
+        ["corridor correct contract", state.firm.id, contract.contract_id, *options, _ANY_REASON]
+    )
+    raise _differs(
+        f"contract {contract.contract_id} ({contract.counterpart}, {contract.signed_on})",
+        differences,
+        correction=correction,
+        otherwise="" if by_id else another,
+    )
+
+
+def _attendance_recorded(state: JourneyState, command: RecordVisitAttendance, day: date) -> bool:
+    """A return visit is recognised by the record's date.
+
+    The visit recorded that day with the same attendance, else the recorded visit
+    whose window alone holds that day.
+    """
+    status = VisitStatus.ATTENDED if command.attended else VisitStatus.SKIPPED
+    if any(v.recorded_on == day and v.status is status for v in state.visits.values()):
+        return True
+    try:
+        number, known = _visit_on(state, day)
+    except VisitRuleBroken:
+        return False
+    if known is None:
+        return False
+    if known.status is status:
+        return True
+    raise _differs(
+        f"return visit {number} (due {known.due_on}, recorded on {known.recorded_on})",
+        [("attendance", known.status.value, status.value)],
+        correction=f"corridor correct visit {state.firm.id} {number} {status.value} {_ANY_REASON}",
+    )
+
+
+def _decision_recorded(state: JourneyState, command: DecideEvaluation, day: date) -> bool:
+    """An evaluation decision is recognised by its cycle.
+
+    The decision recorded on ``day``; else, while no evaluation awaits a decision, the
+    decided evaluation whose decision period (from its due date to the next
+    evaluation's) holds ``day``.
+    """
+    decided = sorted(
+        (e for e in state.evaluations.values() if e.decision is not None),
+        key=lambda e: e.cycle,
+    )
+    months = state.programme.policy.evaluation_after_months
+    found = next((e for e in decided if e.decided_on == day), None)
+    if found is None and state.awaiting_decision is None:
+        found = next(
+            (
+                e
+                for e in decided
+                if e.due_on <= day < add_months(state.introduced_on, months * (e.cycle + 1))
+            ),
+            None,
+        )
+    if found is None or found.decision is None:
+        return False
+    if found.decision is command.decision:
+        return True
+    raise _differs(
+        f"the evaluation of cycle {found.cycle} (decided on {found.decided_on})",
+        [("decision", found.decision.value, command.decision.value)],
+        otherwise="an evaluation decision is not corrected"
+        + (
+            f" (to end the renewed journey: `corridor withdraw {state.firm.id}`)"
+            if found.decision is Decision.RENEW
+            else ""
+        ),
     )

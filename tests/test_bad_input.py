@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -65,6 +65,7 @@ FIRMS = ("trifide", "doculibre", "nordik", "exmachina", "boreal")
 """The firms of roster/french-export.csv: the module's journeys."""
 SIGNAL_FIRM = "exmachina"
 TIMEZONE = ZoneInfo(PROGRAMME.timezone)
+T = TypeVar("T")
 
 
 # -------------------------------------------------------------------------- helpers
@@ -428,6 +429,15 @@ async def signalled(corpus: Corpus, firm: str, *args: str) -> JourneyView:
     return await corpus.view(firm)
 
 
+def added(before: list[T], after: list[T]) -> list[T]:
+    """The items appended to a list the journey keeps only the last N of."""
+    for dropped in range(len(before) + 1):
+        kept = before[dropped:]
+        if after[: len(kept)] == kept:
+            return after[len(kept) :]
+    return after
+
+
 @pytest.mark.parametrize("case", case_ids("signal"))
 async def test_signal(case: dict[str, Any], corpus: Corpus) -> None:
     """A raw signal of the wrong shape or breaking a rule: kept in the refusals only."""
@@ -442,9 +452,7 @@ async def test_signal(case: dict[str, Any], corpus: Corpus) -> None:
     else:
         args += ["--input", case["input"]]
     after = await signalled(corpus, firm, *args)
-    # The journey keeps its latest REFUSALS_KEPT refusals: the new ones are those not
-    # listed before (each has its own instant).
-    refused = [(r.command, r.rule, r.message) for r in after.refusals if r not in before.refusals]
+    refused = [(r.command, r.rule, r.message) for r in added(before.refusals, after.refusals)]
     message = expand([case["message"]], corpus.programme_id, today_local())[0]
     assert refused == [(case["command"], case["rule"], message)]
     assert after.state.stream_version == before.state.stream_version

@@ -262,16 +262,26 @@ async def test_a_server_without_corridors_search_attributes_names_corridor_setup
 
 def _second_programme(
     programme: Path, roster: Path, programme_id: str, folder: Path
-) -> tuple[Path, Path]:
-    """The same programme under the id ``PROGRAMME-b``, and a roster of trifide alone."""
+) -> tuple[Path, Path, Path, str]:
+    """Two programmes, firms of their own (other tests share the server).
+
+    Returns the programme under the id ``PROGRAMME-b``, the roster with its firm ids
+    made unique by a suffix, a roster of its first firm alone, and the suffix.
+    """
     other = folder / "other.toml"
     text = programme.read_text("utf-8")
     other.write_text(
         text.replace(f'id = "{programme_id}"', f'id = "{programme_id}-b"', 1), "utf-8"
     )
-    lines = roster.read_text("utf-8").splitlines()
-    kept = [line for line in lines if line.startswith(("firm_id", "trifide"))]
-    return other, write(folder / "trifide.csv", *kept)
+    suffix = programme_id.rsplit("-", 1)[1][:6]
+    header, *rows = roster.read_text("utf-8").splitlines()
+    rows = [row.replace(",", f"-{suffix},", 1) for row in rows]
+    return (
+        other,
+        write(folder / "both.csv", header, *rows),
+        write(folder / "first.csv", header, rows[0]),
+        suffix,
+    )
 
 
 async def test_commands_find_the_programme_of_a_firm_in_only_one(
@@ -279,26 +289,27 @@ async def test_commands_find_the_programme_of_a_firm_in_only_one(
 ) -> None:
     """Without --programme: the firm's only programme, or the list when it has several."""
     other_id = f"{programme_id}-b"
-    other, only_trifide = _second_programme(programme, roster, programme_id, tmp_path)
-    assert (await cli("enroll", roster, "--programme", programme)).code == 0
-    assert (await cli("enroll", only_trifide, "--programme", other)).code == 0
-    for firm, programmes in (("nordik", 1), ("trifide", 2)):
+    other, both, first, suffix = _second_programme(programme, roster, programme_id, tmp_path)
+    trifide, nordik = f"trifide-{suffix}", f"nordik-{suffix}"
+    assert (await cli("enroll", both, "--programme", programme)).code == 0
+    assert (await cli("enroll", first, "--programme", other)).code == 0
+    for firm, programmes in ((nordik, 1), (trifide, 2)):
         query = f"CorridorFirm = '{firm}' AND CorridorProgramme STARTS_WITH '{programme_id}'"
         for _ in range(100):  # visibility follows the start a moment later
             if (await client.count_workflows(query)).count == programmes:
                 break
             await asyncio.sleep(0.1)
 
-    run = await cli("meeting", "request", "nordik", "mt-1", "Apple")
+    run = await cli("meeting", "request", nordik, "mt-1", "Apple")
     assert run.code == 0, run
     assert "recorded: meeting mt-1 with Apple requested" in run.out, run
-    run = await cli("status", "nordik")
+    run = await cli("status", nordik)
     assert run.code == 0, run
     assert f"Journeys of {programme_id}" in flat(run.out), run
 
-    run = await cli("status", "trifide")
+    run = await cli("status", trifide)
     assert run.code == 2, run
-    assert f"trifide has journeys in several programmes ({programme_id}, {other_id})" in flat(
+    assert f"{trifide} has journeys in several programmes ({programme_id}, {other_id})" in flat(
         run.err
     ), run
     assert "--programme" in run.err, run
@@ -487,9 +498,15 @@ async def test_single_record_commands(
     assert lines_of(run.out) == ["recorded: meeting mt-9 with LinkedIn requested"], run
 
     run = await cli("meeting", "request", "trifide", "mt-9", "LinkedIn", *p, "--on", "2014-11-11")
+    assert run.code == 0, run
+    assert lines_of(run.out) == ["already recorded: nothing new was written"], run
+
+    run = await cli("meeting", "request", "trifide", "mt-9", "Apple", *p, "--on", "2014-11-11")
     assert run.code == 1, run
     assert flat(run.err) == (
-        "error: refused (MeetingRuleBroken): meeting mt-9 was already requested on 2014-11-10"
+        "error: refused (RecordDiffers): meeting mt-9 (requested on 2014-11-10) is recorded "
+        "with counterpart LinkedIn, this says counterpart Apple: a meeting's counterpart is "
+        "not corrected: request the other meeting under a meeting id of its own"
     ), run
     assert run.out == "", run
 
@@ -546,6 +563,153 @@ async def test_single_record_commands(
         "MeetingRequested", "MeetingArranged", "MeetingHeld", "ContractSigned",
     ]
     assert await recorded(store, programme_id, "nordik", before["nordik"]) == ["FirmWithdrew"]
+
+
+# ------------------------------------------------ records recognised by their meaning
+
+CONTRACT_2001 = "2014-07-15,trifide,contract_signed,mt-1,Apple,,,,2001.00,USD,,,Pilot"
+
+
+def french_export(path: Path, amount: str, note: str) -> Path:
+    """GOOD_ROWS and the 2001.00 contract as a French spreadsheet exports them again.
+
+    UTF-8 with a byte-order mark, ';' between cells, CRLF line ends, a decimal comma
+    (a narrow no-break space between thousands), the currency in lower case.
+    """
+    rows = [JOURNAL_HEADER, *GOOD_ROWS]
+    french = [row.replace(",", ";") for row in rows]
+    french.append(f"2014-07-15;trifide;contract_signed;mt-1;Apple;;;;{amount};usd;;;{note}")
+    path.write_bytes(("\ufeff" + "\r\n".join(french) + "\r\n").encode("utf-8"))
+    return path
+
+
+async def bilan_of(cli: Cli, programme_id: str) -> dict[str, object]:
+    run = await cli("report", programme_id, "--format", "json")
+    assert run.code == 0, run
+    bilan: dict[str, object] = json.loads(run.out)
+    return bilan
+
+
+async def test_a_journal_sent_again_in_another_form_records_nothing_new(
+    cli: Cli, client: Client, store: EventStore, roster: Path, programme: Path,
+    programme_id: str, tmp_path: Path,
+) -> None:
+    """2001.00 sent, then re-exported as 2001,00: already recorded, the bilan unchanged;
+    as 2 002,00: refused naming amount and the correcting command; a note edited:
+    already recorded."""
+    await enrolled(cli, roster, programme)
+    journal = write(tmp_path / "journal.csv", JOURNAL_HEADER, *GOOD_ROWS, CONTRACT_2001)
+    run = await cli("record", journal, "--programme", programme)
+    assert run.code == 0, run
+    assert "4 accepted, 0 already recorded, 0 refused (of 4 rows)." in run.out, run
+    versions = await settled_versions(client, store, programme_id)
+    bilan = await bilan_of(cli, programme_id)
+    assert (bilan["contracts"], bilan["value_by_currency"]) == (1, {"USD": "2001.00"})
+
+    again = french_export(tmp_path / "journal-fr.csv", "2001,00", "Pilot")
+    run = await cli("record", again, "--programme", programme)
+    assert (run.code, run.err) == (0, ""), run
+    assert lines_of(run.out)[-1] == "0 accepted, 4 already recorded, 0 refused (of 4 rows).", run
+    assert await settled_versions(client, store, programme_id) == versions
+    assert await bilan_of(cli, programme_id) == bilan
+
+    changed = french_export(tmp_path / "journal-fr.csv", "2\u202f002,00", "Pilot")
+    run = await cli("record", changed, "--programme", programme)
+    assert run.code == 1, run
+    assert flat(run.err) == (
+        "refused: journal-fr.csv, row 5 (trifide, contract_signed): contract c1 (Apple, "
+        "2014-07-15) is recorded with amount USD 2,001.00, this says amount USD 2,002.00: to "
+        "change it, `corridor correct contract trifide c1 --amount 2002.00 --currency USD "
+        "--reason ...`; if it is another contract signed that day, give each its own "
+        "contract id (--contract-id, or the journal's contract_id column)"
+    ), run
+    assert lines_of(run.out)[-1] == "0 accepted, 3 already recorded, 1 refused (of 4 rows).", run
+    assert await settled_versions(client, store, programme_id) == versions
+    assert await bilan_of(cli, programme_id) == bilan
+
+    edited = french_export(tmp_path / "journal-fr.csv", "2001,00", "Pilot, signed in Cupertino")
+    run = await cli("record", edited, "--programme", programme)
+    assert (run.code, run.err) == (0, ""), run
+    assert lines_of(run.out)[-1] == "0 accepted, 4 already recorded, 0 refused (of 4 rows).", run
+    assert await settled_versions(client, store, programme_id) == versions
+    assert await bilan_of(cli, programme_id) == bilan
+
+
+async def test_amounts_and_currencies_follow_the_same_rules_in_the_cli_and_in_files(
+    cli: Cli, client: Client, store: EventStore, roster: Path, programme: Path,
+    programme_id: str, tmp_path: Path,
+) -> None:
+    """180.000, XXX and a 23-digit amount refused (exit 2, nothing sent) by the CLI and
+    in a file; usd accepted by both, as USD."""
+    await enrolled(cli, roster, programme)
+    versions = await settled_versions(client, store, programme_id)
+    p = ("--programme", programme_id, "--on", "2014-01-10")
+    refused = {
+        ("180.000", "USD"): (
+            "error: --amount '180.000': ambiguous (thousands or decimals?): write 180000 or "
+            "180000.00 for 180 thousand, 180.00 for 180"
+        ),
+        ("1000.00", "XXX"): (
+            "error: --currency 'XXX': XXX (The codes assigned for transactions where no "
+            "currency is involved) is not a currency contracts are signed in (expected an "
+            "active ISO 4217 currency such as USD, EUR or CAD)"
+        ),
+        ("99999999999999999999999", "USD"): (
+            "error: --amount '99999999999999999999999' --currency 'USD': amount "
+            "99999999999999999999999 is above the maximum of 1,000,000,000,000,000 USD any "
+            "contract may have"
+        ),
+    }
+    for (amount, currency), message in refused.items():
+        run = await cli(
+            "contract", "doculibre", "--counterpart", "Xerox", "--amount", amount,
+            "--currency", currency, *p,
+        )
+        assert (run.code, flat(run.err), run.out) == (2, message, ""), run
+    bad = write(
+        tmp_path / "journal.csv",
+        JOURNAL_HEADER,
+        "2014-01-10,doculibre,contract_signed,,Xerox,,,,180.000,USD,,,",
+        "2014-01-10,doculibre,contract_signed,,Xerox,,,,1000.00,XXX,,,",
+        "2014-01-10,doculibre,contract_signed,,Xerox,,,,99999999999999999999999,USD,,,",
+    )
+    run = await cli("record", bad, "--programme", programme)
+    assert run.code == 2, run
+    err = flat(run.err)
+    for problem in (
+        "journal.csv, row 2, column amount: is not an amount: ambiguous (thousands or "
+        "decimals?): write 180000 or 180000.00 for 180 thousand, 180.00 for 180 (value "
+        "'180.000')",
+        "journal.csv, row 3, column currency: XXX (The codes assigned for transactions "
+        "where no currency is involved) is not a currency contracts are signed in",
+        "journal.csv, row 4, column amount: amount 99999999999999999999999 is above the "
+        "maximum of 1,000,000,000,000,000 USD any contract may have",
+        "3 problem(s); nothing was sent.",
+    ):
+        assert problem in err, f"{problem!r} not in\n{run}"
+    assert await settled_versions(client, store, programme_id) == versions
+
+    run = await cli(
+        "contract", "doculibre", "--counterpart", "Xerox", "--amount", "1 500,00",
+        "--currency", "usd", *p,
+    )
+    assert run.code == 0, run
+    assert lines_of(run.out) == ["recorded: contract c1 signed with Xerox: USD 1,500.00"], run
+    run = await cli(
+        "contract", "doculibre", "--counterpart", "Xerox", "--amount", "1500.00",
+        "--currency", "USD", *p,
+    )
+    assert (run.code, lines_of(run.out)) == (0, ["already recorded: nothing new was written"])
+    in_file = write(
+        tmp_path / "usd.csv",
+        JOURNAL_HEADER,
+        "2014-01-11,doculibre,contract_signed,,Xerox,,,,2500.00,usd,,,",
+    )
+    run = await cli("record", in_file, "--programme", programme)
+    assert run.code == 0, run
+    assert "1 accepted, 0 already recorded, 0 refused (of 1 rows)." in run.out, run
+    bilan = await bilan_of(cli, programme_id)
+    assert (bilan["contracts"], bilan["value_by_currency"]) == (2, {"USD": "4000.00"})
 
 
 # ------------------------------------------------------------------- status, report

@@ -45,6 +45,7 @@ from domain.errors import (
     EvaluationRuleBroken,
     JourneyOver,
     MeetingRuleBroken,
+    RecordDiffers,
     UnknownReference,
     VisitRuleBroken,
 )
@@ -331,11 +332,24 @@ def test_a_meeting_that_did_not_take_place_is_recorded_as_not_held(outcome: Outc
     assert journey.state.assessment().outcomes == {outcome.value: 1}
 
 
-def test_a_meeting_requested_twice_is_refused() -> None:
+def test_a_meeting_requested_again_is_already_recorded() -> None:
     journey = Journey()
     journey.do(INTRO, request("apple-1", "Apple"))
-    error = journey.refuse(date(2013, 9, 18), request("apple-1", "Apple"), MeetingRuleBroken)
-    assert "meeting apple-1 was already requested on 2013-09-17" in str(error)
+    before = journey.state
+    assert journey.do(date(2013, 9, 18), request("apple-1", "APPLE")) == []
+    assert journey.state == before
+
+
+def test_a_meeting_requested_again_with_another_counterpart_differs() -> None:
+    journey = Journey()
+    journey.do(INTRO, request("apple-1", "Apple"))
+    error = journey.refuse(date(2013, 9, 18), request("apple-1", "Xerox"), RecordDiffers)
+    assert str(error) == (
+        "meeting apple-1 (requested on 2013-09-17) is recorded with counterpart Apple, "
+        "this says counterpart Xerox: a meeting's counterpart is not corrected: request "
+        "the other meeting under a meeting id of its own"
+    )
+    assert (error.rule, error.fields, error.correction) == ("RecordDiffers", ("counterpart",), None)
 
 
 def test_arranging_a_meeting_never_requested_is_refused() -> None:
@@ -376,11 +390,26 @@ def test_a_result_for_a_meeting_never_requested_is_refused() -> None:
     assert "meeting ghost was never requested" in str(error)
 
 
-def test_a_second_result_for_the_same_meeting_is_refused() -> None:
+def test_the_same_result_again_is_already_recorded_whatever_its_notes() -> None:
     journey = Journey()
     held_meeting_with_apple(journey)
-    error = journey.refuse(date(2013, 9, 20), result("apple-1", Outcome.NEUTRAL), MeetingRuleBroken)
-    assert "meeting apple-1 already has a result (promising, recorded on 2013-09-19)" in str(error)
+    again = RecordMeetingResult(
+        meeting_id="apple-1", outcome=Outcome.PROMISING, notes="Edited in the spreadsheet"
+    )
+    assert journey.do(date(2013, 9, 20), again) == []
+    assert journey.state.meetings["apple-1"].notes == ""
+
+
+def test_another_result_for_the_same_meeting_differs_and_names_the_correction() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    error = journey.refuse(date(2013, 9, 20), result("apple-1", Outcome.NEUTRAL), RecordDiffers)
+    assert str(error) == (
+        "the result of meeting apple-1 (Apple, recorded on 2013-09-19) is recorded with "
+        "outcome promising, this says outcome neutral: to change it, "
+        "`corridor correct meeting trifide apple-1 neutral --reason ...`"
+    )
+    assert error.correction == "corridor correct meeting trifide apple-1 neutral --reason ..."
 
 
 def test_a_result_dated_before_the_meeting_is_refused() -> None:
@@ -559,9 +588,7 @@ def test_a_contract_above_the_programme_maximum_is_refused_naming_value_and_maxi
 
 def test_the_contract_maximum_is_the_programme_s_own() -> None:
     programme = make_programme("p-small")
-    small = programme.model_copy(
-        update={"policy": Policy(max_contract_amount=Decimal(50_000))}
-    )
+    small = programme.model_copy(update={"policy": Policy(max_contract_amount=Decimal(50_000))})
     journey = Journey(small)
     error = journey.refuse(date(2013, 11, 4), contract("Apple", "50000.01"), AmountAboveMaximum)
     assert "USD 50,000.01 is above the programme's maximum of 50,000 USD" in str(error)
@@ -670,13 +697,36 @@ def test_attendance_before_the_visit_window_opens_is_refused() -> None:
     assert "visit 1 falls due on 2014-03-17 and opens for attendance on 2014-02-15" in str(error)
 
 
-def test_a_second_attendance_record_for_the_same_visit_is_refused() -> None:
+def test_the_same_attendance_again_is_already_recorded() -> None:
     journey = Journey()
     journey.do(date(2014, 3, 18), visit(True))
-    error = journey.refuse(date(2014, 4, 2), visit(False), VisitRuleBroken)
-    assert "return visit 1 (due 2014-03-17) was already recorded as attended on 2014-03-18" in str(
-        error
+    assert journey.do(date(2014, 4, 2), visit(True)) == []
+    assert journey.do(date(2014, 4, 2), visit(True, on=date(2014, 3, 18))) == []
+    assert journey.state.visits[1].recorded_on == date(2014, 3, 18)
+
+
+def test_another_attendance_for_a_recorded_visit_differs_and_names_the_correction() -> None:
+    journey = Journey()
+    journey.do(date(2014, 3, 18), visit(True))
+    error = journey.refuse(date(2014, 4, 2), visit(False), RecordDiffers)
+    assert str(error) == (
+        "return visit 1 (due 2014-03-17, recorded on 2014-03-18) is recorded with attendance "
+        "attended, this says attendance skipped: to change it, "
+        "`corridor correct visit trifide 1 skipped --reason ...`"
     )
+
+
+def test_an_attendance_sent_again_in_the_next_visit_s_window_is_already_recorded() -> None:
+    """Recorded late, in the 30 days before visit 2 falls due: sent again, it is the
+    same record, not visit 2's."""
+    journey = Journey()
+    late = date(2014, 8, 20)  # visit 2 falls due 2014-09-17, its window opens 2014-08-18
+    [attended] = journey.do(late, visit(True))
+    assert isinstance(attended, ReturnVisitAttended)
+    assert attended.visit == 1
+    assert journey.do(date(2014, 8, 25), visit(True, on=late)) == []
+    assert journey.state.visits[1].status is VisitStatus.ATTENDED
+    assert 2 not in journey.state.visits or journey.state.visits[2].status is VisitStatus.UPCOMING
 
 
 def test_attendance_at_an_unknown_mission_is_refused() -> None:
@@ -746,13 +796,36 @@ def test_a_renew_decision_starts_a_second_cycle_evaluated_two_years_later() -> N
     assert journey.state.stage is Stage.AWAITING_DECISION
 
 
-def test_a_second_decision_for_a_renewed_cycle_is_refused() -> None:
+def test_the_same_decision_for_a_renewed_cycle_is_already_recorded() -> None:
+    journey = Journey()
+    journey.do(date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW))
+    assert journey.do(date(2015, 10, 2), DecideEvaluation(decision=Decision.RENEW)) == []
+    assert journey.state.cycle == 2
+
+
+def test_another_decision_for_a_renewed_cycle_differs() -> None:
     journey = Journey()
     journey.do(date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW))
     error = journey.refuse(
-        date(2015, 10, 2), DecideEvaluation(decision=Decision.CLOSE), EvaluationRuleBroken
+        date(2015, 10, 2), DecideEvaluation(decision=Decision.CLOSE), RecordDiffers
     )
-    assert "the evaluation of cycle 2 falls due on 2017-09-17" in str(error)
+    assert str(error) == (
+        "the evaluation of cycle 1 (decided on 2015-10-01) is recorded with decision renew, "
+        "this says decision close: an evaluation decision is not corrected (to end the "
+        "renewed journey: `corridor withdraw trifide`)"
+    )
+
+
+def test_a_decision_before_the_next_evaluation_is_due_is_not_the_last_cycle_s() -> None:
+    journey = Journey()
+    journey.do(date(2015, 10, 1), DecideEvaluation(decision=Decision.RENEW))
+    journey.catch_up(date(2017, 10, 1))
+    error = journey.refuse(
+        date(2017, 10, 1),
+        DecideEvaluation(decision=Decision.RENEW, occurred_on=date(2017, 9, 10)),
+        EvaluationRuleBroken,
+    )
+    assert "the evaluation of cycle 2 fell due on 2017-09-17" in str(error)
 
 
 def test_a_command_dated_in_a_closed_cycle_after_a_renew_decision_is_refused() -> None:
@@ -841,6 +914,162 @@ def test_an_enrolment_and_a_journey_that_is_over_have_no_deadline_to_fold() -> N
     journey.do(date(2013, 9, 21), Withdraw(reason="no longer exporting"))
     with pytest.raises(JourneyOver):
         decide(journey.state, request("apple-1", "Apple"), at(date(2016, 1, 1)))
+
+
+# ------------------------------------------------------- records recognised by meaning
+# A command naming a record the journey has: the same values record nothing (decide
+# returns []), other values are refused naming the field and the correcting command.
+
+
+def signed(
+    counterpart: str, amount: str, *meetings: str, on: date, contract_id: str | None = None
+) -> SignContract:
+    return SignContract(
+        contract_id=contract_id,
+        counterpart=counterpart,
+        value=Money(amount=Decimal(amount), currency="USD"),
+        meeting_ids=list(meetings),
+        occurred_on=on,
+        notes="Signed in Cupertino",
+    )
+
+
+def test_a_contract_sent_again_is_already_recorded_whatever_its_text_or_notes() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    day = date(2014, 7, 15)
+    journey.do(day, signed("Apple", "2001.00", "apple-1", on=day))
+    before = journey.state
+    again = signed("APPLE", "2001.0", "apple-1", on=day).model_copy(update={"notes": "edited"})
+    assert journey.do(date(2014, 7, 20), again) == []
+    assert journey.state == before
+    assert [c.contract_id for c in journey.state.contracts] == ["c1"]
+
+
+def test_a_contract_sent_again_with_another_amount_names_the_field_and_the_correction() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    day = date(2014, 7, 15)
+    journey.do(day, signed("Apple", "2001.00", "apple-1", on=day))
+    error = journey.refuse(
+        date(2014, 7, 20), signed("Apple", "2002.00", "apple-1", on=day), RecordDiffers
+    )
+    assert str(error) == (
+        "contract c1 (Apple, 2014-07-15) is recorded with amount USD 2,001.00, this says "
+        "amount USD 2,002.00: to change it, `corridor correct contract trifide c1 --amount "
+        "2002.00 --currency USD --reason ...`; if it is another contract signed that day, "
+        "give each its own contract id (--contract-id, or the journal's contract_id column)"
+    )
+    assert error.fields == ("amount",)
+
+
+def test_a_contract_in_another_currency_or_with_other_meetings_differs() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    day = date(2014, 7, 15)
+    journey.do(day, signed("Apple", "2001.00", "apple-1", on=day))
+    other = SignContract(
+        counterpart="Apple", value=Money(amount=Decimal("2001"), currency="CAD"), occurred_on=day
+    )
+    error = journey.refuse(day, other, RecordDiffers)
+    assert error.fields == ("currency", "meetings")
+    assert "recorded with currency USD 2,001.00; meetings apple-1, this says currency " in str(
+        error
+    )
+    assert "CAD 2,001.00; meetings (none)" in str(error)
+    assert error.correction == (
+        "corridor correct contract trifide c1 --amount 2001 --currency CAD --reason ..."
+    )
+
+
+def test_two_contracts_alike_on_one_day_are_two_contracts_when_they_carry_distinct_ids() -> None:
+    journey = Journey()
+    day = date(2014, 7, 15)
+    [first] = journey.do(day, signed("Apple", "5000.00", on=day, contract_id="po-101"))
+    [second] = journey.do(day, signed("Apple", "5000.00", on=day, contract_id="po-102"))
+    assert isinstance(first, ContractSigned) and isinstance(second, ContractSigned)
+    assert (first.contract_id, second.contract_id) == ("po-101", "po-102")
+    assert journey.do(day, signed("Apple", "5000.00", on=day, contract_id="po-102")) == []
+    assert journey.do(day, signed("Apple", "5000.00", on=day)) == []  # the natural key
+    assert journey.state.assessment().value_by_currency == {"USD": Decimal(10000)}
+    error = journey.refuse(day, signed("Apple", "7000.00", on=day), RecordDiffers)
+    assert str(error).startswith(
+        "contracts po-101, po-102 (Apple, 2014-07-15) are recorded at USD 5,000.00, "
+        "USD 5,000.00, this says USD 7,000.00: if it is another contract signed that day, "
+        "give each its own contract id"
+    )
+
+
+def test_a_contract_recognised_by_its_id_compares_counterpart_and_date_too() -> None:
+    journey = Journey()
+    day = date(2014, 7, 15)
+    journey.do(day, signed("Apple", "5000.00", on=day, contract_id="po-101"))
+    moved = signed("Apple Inc.", "5000.00", on=date(2014, 7, 16), contract_id="po-101")
+    error = journey.refuse(date(2014, 7, 16), moved, RecordDiffers)
+    assert error.fields == ("counterpart", "signing date")
+    assert error.correction == (
+        "corridor correct contract trifide po-101 --counterpart 'Apple Inc.' "
+        "--signed-on 2014-07-16 --reason ..."
+    )
+
+
+def test_contracts_signed_without_an_id_get_the_next_free_c_number() -> None:
+    journey = Journey()
+    day = date(2014, 7, 15)
+    journey.do(day, signed("Apple", "10.00", on=day, contract_id="c2"))
+    [auto] = journey.do(day, signed("Xerox", "20.00", on=day))
+    assert isinstance(auto, ContractSigned)
+    assert auto.contract_id == "c3"
+
+
+def test_a_contract_id_follows_the_id_rules() -> None:
+    with pytest.raises(ValidationError, match="contract_id"):
+        signed("Apple", "10.00", on=INTRO, contract_id="PO 101")
+
+
+def test_a_record_sent_again_to_a_journey_that_is_over_is_already_recorded() -> None:
+    journey = Journey()
+    day = date(2014, 7, 15)
+    journey.do(day, signed("Apple", "2001.00", on=day))
+    journey.do(date(2014, 8, 1), Withdraw(reason="Refocusing"))
+    assert journey.do(date(2014, 9, 1), signed("Apple", "2001.00", on=day)) == []
+    assert journey.do(date(2014, 9, 1), Withdraw(occurred_on=date(2014, 8, 1))) == []
+    error = journey.refuse(date(2014, 9, 1), signed("Apple", "2002.00", on=day), JourneyOver)
+    assert "the firm withdrew on 2014-08-01" in str(error)
+    error = journey.refuse(date(2014, 9, 1), Withdraw(), JourneyOver)
+    assert "the firm withdrew on 2014-08-01" in str(error)
+
+
+def test_the_same_arrangement_again_is_already_recorded() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    again = arrange("apple-1", at(date(2013, 9, 19), 10), on=date(2013, 9, 18))
+    assert journey.do(date(2013, 9, 25), again) == []
+
+
+def test_another_arrangement_before_a_result_reschedules_the_meeting() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (INTRO, arrange("apple-1", at(date(2013, 9, 19), 10))),
+    )
+    [moved] = journey.do(date(2013, 9, 18), arrange("apple-1", at(date(2013, 9, 20), 10)))
+    assert isinstance(moved, MeetingArranged)
+    assert journey.state.meetings["apple-1"].scheduled_at == at(date(2013, 9, 20), 10)
+
+
+def test_another_arrangement_after_a_result_differs() -> None:
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    error = journey.refuse(
+        date(2013, 9, 25), arrange("apple-1", at(date(2013, 9, 19), 11), "dqla"), RecordDiffers
+    )
+    assert str(error) == (
+        "meeting apple-1 (Apple) is recorded with partner labizfed; scheduled_at "
+        "2013-09-19T10:00:00-07:00, this says partner dqla; scheduled_at "
+        "2013-09-19T11:00:00-07:00: the meeting already has a result (promising, recorded "
+        "on 2013-09-19): its arrangement no longer changes"
+    )
 
 
 # ------------------------------------------------------------------ fold / evolve

@@ -402,10 +402,10 @@ _USD = Money(amount=Decimal("1000.00"), currency="USD")
 
 REFUSED_UPDATES: list[Any] = [
     pytest.param(
-        RequestMeeting(meeting_id="m-1", counterpart="Apple"),
-        "MeetingRuleBroken",
-        ["m-1", "already requested", "2013-09-17"],
-        id="meeting-requested-twice",
+        RequestMeeting(meeting_id="m-1", counterpart="Xerox"),
+        "RecordDiffers",
+        ["m-1", "requested on 2013-09-17", "counterpart Apple", "counterpart Xerox"],
+        id="meeting-requested-again-with-another-counterpart",
     ),
     pytest.param(
         RecordMeetingResult(meeting_id="m-1", outcome=Outcome.PROMISING),
@@ -415,9 +415,9 @@ REFUSED_UPDATES: list[Any] = [
     ),
     pytest.param(
         RecordMeetingResult(meeting_id="m-3", outcome=Outcome.PROMISING),
-        "MeetingRuleBroken",
-        ["m-3", "already has a result", "neutral"],
-        id="second-result-for-a-meeting",
+        "RecordDiffers",
+        ["m-3", "outcome neutral", "outcome promising", "corridor correct meeting"],
+        id="another-result-for-a-meeting",
     ),
     pytest.param(
         ArrangeMeeting(
@@ -425,8 +425,8 @@ REFUSED_UPDATES: list[Any] = [
             partner_id="labizfed",
             scheduled_at=datetime.combine(INTRO, time(11), tzinfo=LA),
         ),
-        "MeetingRuleBroken",
-        ["m-3", "already has a result"],
+        "RecordDiffers",
+        ["m-3", "already has a result (neutral"],
         id="arranging-a-meeting-already-held",
     ),
     pytest.param(
@@ -625,6 +625,7 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
     await handle.signal("request_meeting", {"meeting": 3})
     await handle.signal("request_meeting", ["m-10", "Xerox"])
     await handle.signal("request_meeting", {"meeting_id": "m-9", "counterpart": "Apple"})
+    await handle.signal("request_meeting", {"meeting_id": "m-9", "counterpart": "Xerox"})
     await handle.signal(
         "arrange_meeting",
         {"meeting_id": "m-9", "partner_id": "labizfed", "scheduled_at": "2013-09-17T10:00"},
@@ -652,8 +653,9 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
         "expects one JSON object with meeting_id, counterpart "
         "(optional: command_id, occurred_on, by); got a JSON array",
     )
-    assert rule[:2] == ("request_meeting", "MeetingRuleBroken")
-    assert "m-9 was already requested on 2013-09-17" in rule[2]
+    # m-9 with Apple again is already recorded (no refusal); with Xerox it differs.
+    assert rule[:2] == ("request_meeting", "RecordDiffers")
+    assert "m-9 (requested on 2013-09-17) is recorded with counterpart Apple" in rule[2]
     assert naive[:2] == ("arrange_meeting", "InvalidPayload")
     assert "scheduled_at" in naive[2]
     assert all(r.at.astimezone(LA).date() == INTRO for r in view.refusals)
@@ -679,7 +681,7 @@ async def test_signals_record_valid_commands_and_keep_refusals_without_failing(
 
     history = await history_events(handle)
     kinds = Counter(e.event_type for e in history)
-    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED] == 6
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED] == 7
     assert kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED] == 0
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 

@@ -27,7 +27,7 @@ from corridor.cli.app import (
 )
 from corridor.cli.connections import connected, programme_id_of
 from corridor.errors import Failure
-from corridor.imports import parse_amount, parse_aware_datetime, parse_date
+from corridor.imports import parse_amount, parse_aware_datetime, parse_currency, parse_date
 from corridor.logs import configure_logging
 from corridor.settings import load_settings
 from domain.commands import (
@@ -218,20 +218,40 @@ def contract(
         list[str] | None, typer.Option(help="Meeting that led to it (repeatable).")
     ] = None,
     notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    contract_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The contract's own id (e.g. po-2014-07); without one the journey numbers "
+            "it c1, c2, ... Two contracts alike on one day need distinct ids."
+        ),
+    ] = None,
     programme: ProgrammeOption = None,
     on: OnOption = None,
     command_id: CommandIdOption = None,
     by: ByOption = None,
 ) -> None:
-    """Record a contract signed with a counterpart."""
+    """Record a contract signed with a counterpart.
+
+    The amount is read as in files: 2001,00, 1 250 000,50 and 1,250,000.50 are fine,
+    180.000 or 180,000 is ambiguous (write 180000). The currency in any case (usd).
+    """
 
     def build() -> Command:
         try:
-            value = Money(amount=parse_amount(amount), currency=currency)
+            code = parse_currency(currency)
+        except ValueError as error:
+            raise Failure(f"--currency {currency!r}: {_first(error)}", 2) from None
+        try:
+            parsed = parse_amount(amount)
+        except ValueError as error:
+            raise Failure(f"--amount {amount!r}: {_first(error)}", 2) from None
+        try:
+            value = Money(amount=parsed, currency=code)
         except (ValueError, ArithmeticError) as error:
             message = f"--amount {amount!r} --currency {currency!r}: {_first(error)}"
             raise Failure(message, 2) from None
         return SignContract(
+            contract_id=contract_id,
             counterpart=counterpart,
             value=value,
             meeting_ids=meeting or [],

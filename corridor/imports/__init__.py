@@ -14,7 +14,12 @@ from corridor.imports.journal import JournalRecord, journal_firm_ids, load_journ
 from corridor.imports.problems import InputError, RowError
 from corridor.imports.programme import load_programme
 from corridor.imports.roster import load_roster
-from corridor.imports.values import parse_amount, parse_aware_datetime, parse_date
+from corridor.imports.values import (
+    parse_amount,
+    parse_aware_datetime,
+    parse_currency,
+    parse_date,
+)
 
 __all__ = [
     "InputError",
@@ -26,5 +31,6 @@ __all__ = [
     "load_roster",
     "parse_amount",
     "parse_aware_datetime",
+    "parse_currency",
     "parse_date",
 ]

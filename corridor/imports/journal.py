@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from corridor.imports.problems import InputError, RowError
-from corridor.imports.spreadsheet import RowReader, build_model, command_id, read_csv
+from corridor.imports.spreadsheet import RowReader, build_model, read_csv, row_command_id
 from corridor.imports.values import parse_amount, parse_aware_datetime, parse_currency, parse_date
 from domain.commands import (
     ArrangeMeeting,
@@ -49,6 +49,7 @@ JOURNAL_COLUMNS = (
     "outcome",
     "amount",
     "currency",
+    "contract_id",
     "mission_id",
     "decision",
     "notes",
@@ -58,13 +59,13 @@ _ACTION_COLUMNS: dict[str, set[str]] = {
     "meeting_requested": {"meeting_id", "counterpart"},
     "meeting_arranged": {"meeting_id", "partner_id", "scheduled_at"},
     "meeting_held": {"meeting_id", "outcome"},
-    "contract_signed": {"meeting_id", "counterpart", "amount", "currency"},
+    "contract_signed": {"meeting_id", "counterpart", "amount", "currency", "contract_id"},
     "visit_attended": {"mission_id"},
     "visit_skipped": {"mission_id"},
     "evaluation_decided": {"decision"},
     "withdrew": set(),
 }
-CORRECTION_COLUMNS = ("contract_id", "signed_on", "visit", "attendance", "reason")
+CORRECTION_COLUMNS = ("signed_on", "visit", "attendance", "reason")
 """Optional columns of the corrections (a journal without corrections leaves them out)."""
 AUTHOR_COLUMN = "recorded_by"
 """Optional column: who made the record (else ``corridor record --by``)."""
@@ -110,14 +111,14 @@ class JournalRecord:
         return self.command.occurred_on
 
 
-def _journal_command(reader: RowReader, action: str, cid: str) -> StaffCommand | None:
+def _journal_command(reader: RowReader, action: str) -> StaffCommand | None:
     """Build the command of one journal row, or record its problems and return None."""
     before = len(reader.errors)
     day = reader.parsed("occurred_on", parse_date, "a date")
     notes = reader.text("notes", required=False) or ""
     reader.unused([c for c in JOURNAL_COLUMNS[3:-1] if c not in _ACTION_COLUMNS[action]])
     model: type[BaseModel]
-    fields: dict[str, Any] = {"command_id": cid, "occurred_on": day}
+    fields: dict[str, Any] = {"occurred_on": day}
     match action:
         case "meeting_requested":
             model = RequestMeeting
@@ -157,6 +158,7 @@ def _journal_command(reader: RowReader, action: str, cid: str) -> StaffCommand |
                 return None
             model = SignContract
             fields |= {
+                "contract_id": reader.text("contract_id", required=False),
                 "counterpart": counterpart,
                 "value": value,
                 "meeting_ids": [meeting_id] if meeting_id else [],
@@ -188,7 +190,7 @@ class _Attendance(StrEnum):
     SKIPPED = "skipped"
 
 
-def _correction_command(reader: RowReader, action: str, cid: str) -> StaffCommand | None:
+def _correction_command(reader: RowReader, action: str) -> StaffCommand | None:
     """Build the command of one correction row, or record its problems and return None."""
     before = len(reader.errors)
     day = reader.parsed("occurred_on", parse_date, "a date")
@@ -201,7 +203,7 @@ def _correction_command(reader: RowReader, action: str, cid: str) -> StaffComman
     )
     reason = reader.text("reason")
     model: type[BaseModel]
-    fields: dict[str, Any] = {"command_id": cid, "occurred_on": day, "reason": reason}
+    fields: dict[str, Any] = {"occurred_on": day, "reason": reason}
     match action:
         case "contract_corrected":
             model = CorrectContract
@@ -333,15 +335,15 @@ def load_journal(
             continue
         command: StaffCommand | None
         if action in _CORRECTION_ACTIONS:
-            cid = command_id("journal", programme.id, row, (*JOURNAL_COLUMNS, *CORRECTION_COLUMNS))
-            command = _correction_command(reader, action, cid)
+            command = _correction_command(reader, action)
         else:
             reader.unused(list(CORRECTION_COLUMNS))
-            cid = command_id("journal", programme.id, row, JOURNAL_COLUMNS)
-            command = _journal_command(reader, action, cid)
+            command = _journal_command(reader, action)
         if command is not None:
             command = _authored(reader, command, by)
         if command is not None:
+            cid = row_command_id("journal", programme.id, firm_id, command)
+            command = command.model_copy(update={"command_id": cid})
             records.append(JournalRecord(reader.number, firm_id, action, command))
     if errors:
         raise InputError(errors)

@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 
 from corridor.imports.problems import InputError, RowError
-from corridor.imports.spreadsheet import RowReader, build_model, command_id, read_csv
+from corridor.imports.spreadsheet import RowReader, build_model, read_csv, row_command_id
 from corridor.imports.values import parse_date
 from domain.commands import EnrollFirm
 from domain.programme import Firm, Programme
@@ -81,7 +81,6 @@ def load_roster(path: Path, programme: Programme, today: date | None = None) -> 
             reader,
             None,
             EnrollFirm,
-            command_id=command_id("roster", programme.id, row, ROSTER_COLUMNS),
             occurred_on=introduced_on,
             programme=programme,
             firm=firm,
@@ -89,7 +88,8 @@ def load_roster(path: Path, programme: Programme, today: date | None = None) -> 
             wants_to_meet=wants,
         )
         if command is not None:
-            commands.append(command)
+            cid = row_command_id("roster", programme.id, firm.id, command)
+            commands.append(command.model_copy(update={"command_id": cid}))
     if errors:
         raise InputError(errors)
     return commands

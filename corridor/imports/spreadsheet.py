@@ -12,8 +12,10 @@ import csv
 import difflib
 import hashlib
 import io
+import json
 from collections.abc import Callable, Sequence
-from decimal import InvalidOperation
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from corridor.imports.problems import InputError, RowError
+from domain.money import currency_exponent
 from domain.wording import plain_problem
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -285,11 +288,47 @@ def build_model(reader: RowReader, column: str | None, model: type[M], **fields:
         return None
 
 
-def command_id(
-    source_kind: str, programme_id: str, row: dict[str, str], columns: Sequence[str]
-) -> str:
-    """A stable id for a file row, so that sending the same row twice records it once."""
-    content = "\x1f".join([source_kind, programme_id, *(row.get(c, "") for c in columns)])
+def row_command_id(source_kind: str, programme_id: str, firm_id: str, command: BaseModel) -> str:
+    """A stable id for the command a file row becomes, so that sending it twice records it once.
+
+    Derived from the command's parsed values, never from the row's text: ``2001.00``
+    and ``2001,00`` (amounts are taken at their currency's minor units: ``2001`` too),
+    ``2013-09-19T17:00Z`` and ``2013-09-19T10:00-07:00``, a re-export with other
+    separators or quotes, all give the same id. Another note gives another id (the
+    journey still recognises the record by its meaning: "already recorded").
+
+    Args:
+        source_kind: ``journal`` or ``roster``, the id's prefix.
+        programme_id: The programme the row is sent in.
+        firm_id: The firm whose journey receives the command.
+        command: The parsed command (its own ``command_id``, programme and author are
+            left out: the same record sent by someone else is the same record).
+
+    Returns:
+        ``<source_kind>-`` and 32 hexadecimal digits.
+    """
+    data = command.model_dump(mode="json", exclude={"command_id", "programme", "by"})
+    content = json.dumps(
+        [source_kind, programme_id, firm_id, _canonical(data)],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return f"{source_kind}-" + hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
+def _canonical(data: Any) -> Any:
+    """``data`` with every amount at its currency's minor units and instants in UTC."""
+    if isinstance(data, list):
+        return [_canonical(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    canonical = {key: _canonical(value) for key, value in data.items()}
+    if set(canonical) == {"amount", "currency"}:
+        places = currency_exponent(canonical["currency"])
+        amount = Decimal(canonical["amount"]).quantize(Decimal(10) ** -places)
+        canonical["amount"] = format(amount, "f")
+    for key, value in canonical.items():
+        if isinstance(value, str) and key.endswith("_at"):
+            canonical[key] = datetime.fromisoformat(value).astimezone(UTC).isoformat()
+    return canonical
