@@ -310,7 +310,7 @@ async def _on_ended_journey(
         )
     except (RPCError, WorkflowQueryFailedError):
         raise refusal from None
-    if applied:
+    if applied or _records_already(journey, command):
         return CommandResult(duplicate=True, stream_version=journey.stored_version)
     state = journey.state
     why = (
@@ -319,6 +319,18 @@ async def _on_ended_journey(
         else f"the journey was closed on {state.closed_on}"
     )
     raise Refused("JourneyOver", f"{state.firm.id}: refused, {why}") from None
+
+
+def _records_already(journey: JourneyView, command: Command) -> bool:
+    """Whether an ended journey's final state already records the command's fact.
+
+    The same rules as a running journey's (``decide`` answers no event): a file
+    re-exported with an edited note is "already recorded" after the journey ended too.
+    """
+    try:
+        return decide(journey.state, command, journey.business_now) == []
+    except DomainError:
+        return False
 
 
 async def _journey_unavailable(

@@ -634,6 +634,14 @@ async def test_a_journal_sent_again_in_another_form_records_nothing_new(
     assert await settled_versions(client, store, programme_id) == versions
     assert await bilan_of(cli, programme_id) == bilan
 
+    # Once the journey has ended, the same re-export is still recognised by meaning.
+    run = await cli("withdraw", "trifide", "--reason", "Refocusing", "-p", programme_id)
+    assert run.code == 0, run
+    edited = french_export(tmp_path / "journal-fr.csv", "2001,00", "Pilot, final wording")
+    run = await cli("record", edited, "--programme", programme)
+    assert (run.code, run.err) == (0, ""), run
+    assert lines_of(run.out)[-1] == "0 accepted, 4 already recorded, 0 refused (of 4 rows).", run
+
 
 async def test_amounts_and_currencies_follow_the_same_rules_in_the_cli_and_in_files(
     cli: Cli, client: Client, store: EventStore, roster: Path, programme: Path,
