@@ -35,6 +35,7 @@ from uuid import UUID
 import asyncpg
 from pydantic import BaseModel, TypeAdapter
 
+from activities.bilan import programme_bilan
 from activities.migrations import POSITION_BITS, Connection, migrate
 from activities.projections import (
     CONTRACT_COLUMNS,
@@ -48,6 +49,7 @@ from activities.projections import (
     meeting_records,
     visit_records,
 )
+from domain.bilan import Bilan
 from domain.events import AnyEvent, Event, EventEnvelope
 from domain.journey import JourneyState
 
@@ -345,6 +347,21 @@ class EventStore:
             firm_id,
         )
         return {r["stream_id"]: JourneyState.model_validate(r["state"]) for r in rows}
+
+    async def bilan(
+        self,
+        programme_id: str,
+        mission_id: str | None = None,
+        stream_ids: Sequence[str] | None = None,
+    ) -> Bilan | None:
+        """A programme's bilan computed in SQL from the read models.
+
+        The same figures as ``domain.bilan.compute_bilan`` over the journeys' states
+        (see ``activities.bilan.programme_bilan`` for the arguments); None when the
+        programme has no journey.
+        """
+        async with self.pool.acquire() as connection:
+            return await programme_bilan(connection, programme_id, mission_id, stream_ids)
 
     async def programmes(self) -> list[dict[str, Any]]:
         """Programmes that have journeys, with their names and journey counts."""
