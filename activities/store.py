@@ -111,7 +111,9 @@ class EventStore:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, dsn: str, *, migrate_schema: bool = True) -> AsyncIterator[EventStore]:
+    async def connect(
+        cls, dsn: str, *, migrate_schema: bool = True, pool_size: int = 8
+    ) -> AsyncIterator[EventStore]:
         """Open a pool on ``dsn`` (and create or migrate the schema), closed on exit.
 
         Args:
@@ -120,13 +122,16 @@ class EventStore:
             migrate_schema: Create or migrate the schema first (idempotent). When the
                 schema is current this only reads ``schema_migrations``, which the
                 worker's role may do.
+            pool_size: At most this many connections (appends running at once).
 
         Raises:
             OSError, asyncpg.PostgresError: The server cannot be reached or refuses.
             MigrationError: The schema is not current and ``dsn``'s user may not
                 migrate it.
         """
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, init=_init_connection)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=pool_size, init=_init_connection
+        )
         try:
             store = cls(pool)
             if migrate_schema:
