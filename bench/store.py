@@ -16,6 +16,7 @@ keeps the median: the machine is shared, so the ratios are what hold.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 import urllib.parse
@@ -108,7 +109,9 @@ async def scratch_database(dsn: str, name: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def _writers(writers: int, jobs: Iterable[Any], work: Callable[[Any], Awaitable[Any]]) -> float:
+async def _writers(
+    writers: int, jobs: Iterable[Any], work: Callable[[Any], Awaitable[Any]]
+) -> float:
     """Run ``work`` on every job with ``writers`` concurrent tasks; the seconds taken."""
     queue = iter(jobs)
 
@@ -141,7 +144,7 @@ def _raw_row(envelope: EventEnvelope) -> tuple[Any, ...]:
     return (
         envelope.stream_id, envelope.stream_version, envelope.event_id, event.type,
         event.schema_version, event.model_dump_json(exclude=_DATA_EXCLUDE),
-        '{"command_id": "%s"}' % envelope.command_id, event.occurred_at, event.recorded_at,
+        json.dumps({"command_id": envelope.command_id}), event.occurred_at, event.recorded_at,
     )
 
 
@@ -190,7 +193,7 @@ async def append(
             async def run_corridor(run: int) -> float:
                 jobs = events(run, "corridor")
                 seconds = await _writers(
-                    writers, jobs, lambda b: store.append(b[0].stream_id, b[0].stream_version - 1, b)
+                    writers, jobs, _appender(store)
                 )
                 count = await store.pool.fetchval(
                     "SELECT count(*) FROM journeys WHERE programme_id = $1", f"corridor-{run}"
@@ -248,6 +251,14 @@ async def append(
     )
 
 
+def _appender(store: EventStore) -> Callable[[list[EventEnvelope]], Awaitable[Any]]:
+    def append(batch: list[EventEnvelope]) -> Awaitable[Any]:
+        first = batch[0]
+        return store.append(first.stream_id, first.stream_version - 1, batch)
+
+    return append
+
+
 def _rate(jobs: list[list[EventEnvelope]], seconds: float, progress: Progress, who: str) -> float:
     events = sum(len(b) for b in jobs)
     progress(f"{who}: {events} events in {seconds:.2f} s")
@@ -261,7 +272,7 @@ async def rebuild(dsn: str, *, events: int, repeat: int, progress: Progress) -> 
     async with scratch_database(dsn, "rebuild") as db, EventStore.connect(db) as store:
         prog = data.programme("rebuild")
         batches = _batches(data.streams(prog, max(1, events // 10), "firm"), 10)
-        await _writers(8, batches, lambda b: store.append(b[0].stream_id, 0, b))
+        await _writers(8, batches, _appender(store))
         raw = await asyncpg.connect(db)
         try:
             await raw.execute("CREATE TABLE copied_events (LIKE events INCLUDING ALL)")
@@ -301,7 +312,7 @@ async def bilan(dsn: str, *, journeys: int, repeat: int, progress: Progress) -> 
         prog = data.programme("bilan")
         started = time.perf_counter()
         batches = _batches(data.streams(prog, journeys, "firm"), 10)
-        await _writers(8, batches, lambda b: store.append(b[0].stream_id, 0, b))
+        await _writers(8, batches, _appender(store))
         progress(f"bilan: {journeys} journeys stored in {time.perf_counter() - started:.1f} s")
         await store.pool.execute("ANALYZE")
         expected = compute_bilan(

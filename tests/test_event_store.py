@@ -740,17 +740,15 @@ async def test_migrating_a_database_of_the_previous_version_keeps_its_events(
             journeys = [short_journey(programme, f"old-{n}", meetings=3) for n in range(3)]
             for journey in journeys:  # as the previous version stored them
                 for envelope in journey.envelopes(1, 3):
-                    event = envelope.event
-                    data = event.model_dump_json(exclude={"type", "occurred_at", "recorded_at"})
+                    stored = envelope.event
+                    data = stored.model_dump_json(exclude={"type", "occurred_at", "recorded_at"})
                     await old.execute(
                         "INSERT INTO events (stream_id, stream_version, event_id, event_type,"
                         " schema_version, data, occurred_at, recorded_at)"
                         " VALUES ($1, $2, $3, $4, 1, $5::jsonb, $6, $7)",
                         envelope.stream_id, envelope.stream_version, envelope.event_id,
-                        event.type, data, event.occurred_at, event.recorded_at,
+                        stored.type, data, stored.occurred_at, stored.recorded_at,
                     )
-                state = journey.state
-                assert state is not None
                 folded = [evolve(None, journey.events[0])]
                 for event in journey.events[1:3]:
                     folded.append(evolve(folded[-1], event))
