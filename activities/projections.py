@@ -234,15 +234,13 @@ class ChangedRows:
         contract_ids: set[str] = set()
         visits: dict[int, None] = {}
         for event in events:
-            meeting_id = getattr(event, "meeting_id", None)
-            if meeting_id is not None:
-                meeting_ids[meeting_id] = None
-            contract_id = getattr(event, "contract_id", None)
-            if contract_id is not None:
-                contract_ids.add(contract_id)
-            visit = getattr(event, "visit", None)
-            if visit is not None:
-                visits[visit] = None
+            fields = event.__dict__  # pydantic keeps a model's fields there
+            if "meeting_id" in fields:
+                meeting_ids[fields["meeting_id"]] = None
+            elif "contract_id" in fields:
+                contract_ids.add(fields["contract_id"])
+            elif "visit" in fields:
+                visits[fields["visit"]] = None
         if isinstance(events[0], FirmEnrolled):  # a stream's start: every row it has
             self.meetings = _json_rows(MEETING_COLUMNS, meeting_records(stream_id, state))
             self.contracts = _json_rows(CONTRACT_COLUMNS, contract_records(stream_id, state))
@@ -256,21 +254,23 @@ class ChangedRows:
             )
             self.visits = _json_rows(VISIT_COLUMNS, visit_records(stream_id, state, visits))
         record = journey_record(stream_id, state, "")
-        row = dict(zip(JOURNEY_COLUMNS[:-1], map(_json_value, record[:-1]), strict=True))
-        self.journey = json.dumps(row)[:-1] + ', "state": ' + state.model_dump_json() + "}"
+        row = dict(zip(JOURNEY_COLUMNS[:-1], record[:-1], strict=True))
+        self.journey = _dumps(row)[:-1] + ', "state": ' + state.model_dump_json() + "}"
 
 
 def _json_value(value: Any) -> Any:
+    """Dates and instants as ISO 8601, amounts as exact decimal text."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
-    return value
+    raise TypeError(f"{type(value).__name__} is not a read-model value")
+
+
+_dumps = json.JSONEncoder(default=_json_value).encode
 
 
 def _json_rows(columns: Sequence[str], records: list[tuple[Any, ...]]) -> str | None:
     if not records:
         return None
-    return json.dumps(
-        [dict(zip(columns, map(_json_value, r), strict=True)) for r in records]
-    )
+    return _dumps([dict(zip(columns, r, strict=True)) for r in records])
