@@ -214,10 +214,8 @@ _APPEND_WITHOUT_LOCK = f"""
         o_found := 0;
     END $fn$;
 
-    -- The bilan reads the read models by programme.
-    CREATE INDEX meetings_programme_idx ON meetings (programme_id);
-    CREATE INDEX contracts_programme_idx ON contracts (programme_id);
-    CREATE INDEX return_visits_programme_idx ON return_visits (programme_id);
+    -- No query reads events by type; every append paid for this index.
+    DROP INDEX IF EXISTS events_type_idx;
 """
 
 
