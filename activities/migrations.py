@@ -133,7 +133,12 @@ _APPEND_WITHOUT_LOCK = f"""
         p_data text[], p_metadata text[], p_occurred timestamptz[], p_recorded timestamptz[],
         p_journey text, p_meetings text, p_contracts text, p_visits text,
         OUT o_result text, OUT o_version integer, OUT o_found integer
-    ) LANGUAGE plpgsql AS $fn$
+    ) LANGUAGE plpgsql
+    -- Its plans are cached per connection, often while the table is still small, where
+    -- a sequential scan is cheapest; every statement here has an index to use as the
+    -- table grows.
+    SET enable_seqscan = off
+    AS $fn$
     -- One round trip per append: the retry check, the expected version, the events and
     -- the read-model rows they change (given as JSON by the caller, which folds them).
     -- o_result: 'appended'; 'stored' (these ids are already stored at these places:
@@ -216,6 +221,9 @@ _APPEND_WITHOUT_LOCK = f"""
 
     -- No query reads events by type; every append paid for this index.
     DROP INDEX IF EXISTS events_type_idx;
+    -- A journey's row (its state, programme included, is a few kilobytes) stays in
+    -- the table, uncompressed: no TOAST work at every append and rebuild.
+    ALTER TABLE journeys SET (toast_tuple_target = 8160);
 """
 
 

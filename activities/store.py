@@ -24,10 +24,11 @@ same stream need not read the state back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -282,74 +283,71 @@ class EventStore:
         )
         return version
 
-    async def rebuild_read_models(self, *, batch: int = 2000) -> int:
+    async def rebuild_read_models(self, *, chunk: int = 4000) -> int:
         """Rebuild every read model from the events, in one transaction.
 
-        Each stream is folded once, in place, and the rows are copied in with ``COPY``
-        ``batch`` journeys at a time. Appends running meanwhile wait for the rebuild to
-        commit before they write their rows (``TRUNCATE`` locks the read models), and
-        their rows then carry their own events: nothing is lost.
+        Each stream is folded once, in place, and its rows are copied in with ``COPY``.
+        Reading, folding and copying overlap: one connection reads the events, chunk by
+        chunk, in a snapshot taken once the read models are locked; a thread folds a
+        chunk while the rows of the previous one are being copied in by the rebuild's
+        own connection (with a pool of one connection, they take turns).
+
+        Appends running meanwhile wait for the rebuild to commit before they write their
+        rows (``TRUNCATE`` locks the read models); those rows then carry their own
+        events, which the rebuild's snapshot did not see: nothing is lost.
+
+        Args:
+            chunk: Events read at a time.
 
         Returns:
             The number of events replayed.
         """
         self._states.clear()
         count = 0
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("TRUNCATE journeys, meetings, contracts, return_visits")
+        async with self.pool.acquire() as writer, writer.transaction():
+            await writer.execute("TRUNCATE journeys, meetings, contracts, return_visits")
             # asyncpg's own jsonb codec (binary, JSON text in and out) for COPY: the
             # state column is copied as the JSON text pydantic writes.
-            await connection.reset_type_codec("jsonb", schema="pg_catalog")
+            await writer.reset_type_codec("jsonb", schema="pg_catalog")
             try:
-                tables: dict[str, list[tuple[Any, ...]]] = {
-                    "journeys": [],
-                    "meetings": [],
-                    "contracts": [],
-                    "return_visits": [],
-                }
-                journeys = 0
-
-                async def flush() -> None:
-                    for table, records in tables.items():
-                        if records:
-                            await connection.copy_records_to_table(
-                                table, records=records, columns=_COLUMNS[table]
-                            )
-                            records.clear()
-
-                def project(stream_id: str, events: list[Event]) -> None:
-                    state = fold_into(None, events)
-                    tables["journeys"].append(
-                        journey_record(stream_id, state, state.model_dump_json())
-                    )
-                    tables["meetings"] += meeting_records(stream_id, state)
-                    tables["contracts"] += contract_records(stream_id, state)
-                    tables["return_visits"] += visit_records(stream_id, state)
-
-                cursor = await connection.cursor(
-                    "SELECT stream_id, (data || jsonb_build_object('type', event_type,"
-                    " 'occurred_at', occurred_at, 'recorded_at', recorded_at))::text AS event"
-                    " FROM events ORDER BY stream_id, stream_version"
-                )
-                stream: str | None = None
-                events: list[Event] = []
-                while rows := await cursor.fetch(5000):
-                    for row in rows:
-                        if row[0] != stream:
-                            if stream is not None:
-                                project(stream, events)
-                                journeys += 1
-                            stream, events = row[0], []
-                        events.append(_EVENT.validate_json(row[1]))
-                    count += len(rows)
-                    if journeys >= batch:
-                        await flush()
-                        journeys = 0
-                if stream is not None:
-                    project(stream, events)
-                await flush()
+                async with AsyncExitStack() as stack:
+                    reader: Connection = writer
+                    if self.pool.get_max_size() > 1:
+                        reader = await stack.enter_async_context(self.pool.acquire())
+                        await stack.enter_async_context(
+                            reader.transaction(isolation="repeatable_read", readonly=True)
+                        )
+                    cursor = await reader.cursor(_REBUILD_READ)
+                    copying: asyncio.Future[None] | None = None
+                    carried: list[asyncpg.Record] = []
+                    rows = await cursor.fetch(chunk)
+                    while rows:
+                        count += len(rows)
+                        # The last stream of a chunk may go on in the next one.
+                        split = len(rows)
+                        while split > 0 and rows[split - 1][0] == rows[-1][0]:
+                            split -= 1
+                        if split == 0:
+                            carried += rows
+                            rows = await cursor.fetch(chunk)
+                            continue
+                        complete, carried = carried + rows[:split], rows[split:]
+                        folding = asyncio.to_thread(_rebuilt_rows, complete)
+                        if reader is writer:
+                            await _copy_rows(writer, await folding)
+                            rows = await cursor.fetch(chunk)
+                            continue
+                        previous = copying if copying is not None else asyncio.sleep(0)
+                        tables, rows, _ = await asyncio.gather(
+                            folding, cursor.fetch(chunk), previous
+                        )
+                        copying = asyncio.ensure_future(_copy_rows(writer, tables))
+                    if copying is not None:
+                        await copying
+                    if carried:
+                        await _copy_rows(writer, _rebuilt_rows(carried))
             finally:
-                await _init_connection(connection)
+                await _init_connection(writer)
         return count
 
     async def journey_states(
@@ -395,6 +393,38 @@ _COLUMNS = {
     "contracts": CONTRACT_COLUMNS,
     "return_visits": VISIT_COLUMNS,
 }
+
+
+_REBUILD_READ = (
+    "SELECT stream_id, (data || jsonb_build_object('type', event_type,"
+    " 'occurred_at', occurred_at, 'recorded_at', recorded_at))::text AS event"
+    " FROM events ORDER BY stream_id, stream_version"
+)
+_EVENTS = TypeAdapter(list[AnyEvent])
+
+
+def _rebuilt_rows(rows: Sequence[asyncpg.Record]) -> dict[str, list[tuple[Any, ...]]]:
+    """Fold whole streams' events (rows of ``_REBUILD_READ``) into read-model records."""
+    tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _COLUMNS}
+    events = _EVENTS.validate_json("[" + ",".join(row[1] for row in rows) + "]")
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end < len(rows) and rows[end][0] == rows[start][0]:
+            continue
+        stream_id = rows[start][0]
+        state = fold_into(None, events[start:end])
+        tables["journeys"].append(journey_record(stream_id, state, state.model_dump_json()))
+        tables["meetings"] += meeting_records(stream_id, state)
+        tables["contracts"] += contract_records(stream_id, state)
+        tables["return_visits"] += visit_records(stream_id, state)
+        start = end
+    return tables
+
+
+async def _copy_rows(connection: Connection, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+    for table, records in tables.items():
+        if records:
+            await connection.copy_records_to_table(table, records=records, columns=_COLUMNS[table])
 
 
 def _append_arguments(
