@@ -51,8 +51,9 @@ from activities.projections import (
     visit_records,
 )
 from domain.bilan import Bilan
-from domain.events import AnyEvent, Event, EventEnvelope
+from domain.events import AnyEvent, Event, EventEnvelope, FirmEnrolled
 from domain.journey import JourneyState
+from domain.programme import Programme
 
 _EVENT = TypeAdapter[Event](AnyEvent)
 
@@ -320,6 +321,7 @@ class EventStore:
                     cursor = await reader.cursor(_REBUILD_READ)
                     copying: asyncio.Future[None] | None = None
                     carried: list[asyncpg.Record] = []
+                    programmes: dict[str, Programme] = {}
                     rows = await cursor.fetch(chunk)
                     while rows:
                         count += len(rows)
@@ -332,7 +334,7 @@ class EventStore:
                             rows = await cursor.fetch(chunk)
                             continue
                         complete, carried = carried + rows[:split], rows[split:]
-                        folding = asyncio.to_thread(_rebuilt_rows, complete)
+                        folding = asyncio.to_thread(_rebuilt_rows, complete, programmes)
                         if reader is writer:
                             await _copy_rows(writer, await folding)
                             rows = await cursor.fetch(chunk)
@@ -345,7 +347,7 @@ class EventStore:
                     if copying is not None:
                         await copying
                     if carried:
-                        await _copy_rows(writer, _rebuilt_rows(carried))
+                        await _copy_rows(writer, _rebuilt_rows(carried, programmes))
             finally:
                 await _init_connection(writer)
         return count
@@ -396,17 +398,35 @@ _COLUMNS = {
 
 
 _REBUILD_READ = (
-    "SELECT stream_id, (data || jsonb_build_object('type', event_type,"
+    "SELECT stream_id, CASE WHEN event_type = 'FirmEnrolled' THEN (data->'programme')::text"
+    " END AS programme, (data - 'programme' || jsonb_build_object('type', event_type,"
     " 'occurred_at', occurred_at, 'recorded_at', recorded_at))::text AS event"
     " FROM events ORDER BY stream_id, stream_version"
 )
 _EVENTS = TypeAdapter(list[AnyEvent])
 
 
-def _rebuilt_rows(rows: Sequence[asyncpg.Record]) -> dict[str, list[tuple[Any, ...]]]:
-    """Fold whole streams' events (rows of ``_REBUILD_READ``) into read-model records."""
+def _rebuilt_rows(
+    rows: Sequence[asyncpg.Record], programmes: dict[str, Programme]
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Fold whole streams' events (rows of ``_REBUILD_READ``) into read-model records.
+
+    Every journey of a programme starts with the same programme in its
+    ``FirmEnrolled``: each distinct one is validated once (``programmes`` keeps them by
+    their JSON text across chunks) and shared by the journeys' states.
+    """
     tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _COLUMNS}
-    events = _EVENTS.validate_json("[" + ",".join(row[1] for row in rows) + "]")
+    others = [i for i, row in enumerate(rows) if row[1] is None]
+    events: list[Event] = list(
+        _EVENTS.validate_json("[" + ",".join(rows[i][2] for i in others) + "]")
+    )
+    for i, row in enumerate(rows):
+        if row[1] is not None:
+            programme = programmes.get(row[1])
+            if programme is None:
+                programme = programmes[row[1]] = Programme.model_validate_json(row[1])
+            enrolled = FirmEnrolled.model_validate({**json.loads(row[2]), "programme": programme})
+            events.insert(i, enrolled)
     start = 0
     for end in range(1, len(rows) + 1):
         if end < len(rows) and rows[end][0] == rows[start][0]:
