@@ -76,10 +76,15 @@ class Measure:
     targets: list[tuple[str, float, str]] = field(default_factory=list)
 
     def ratio(self, baseline: Figure) -> float:
-        """Corridor's median over the baseline's (>1: Corridor does better)."""
+        """The median, over the rounds, of Corridor's figure over the baseline's.
+
+        Each round runs every contender once, one after the other, so a round's two
+        figures met the same load on the machine; >1: Corridor does better.
+        """
+        pairs = zip(self.corridor.values, baseline.values, strict=True)
         if self.higher_is_better:
-            return self.corridor.median / baseline.median
-        return baseline.median / self.corridor.median
+            return statistics.median(c / b for c, b in pairs)
+        return statistics.median(b / c for c, b in pairs)
 
 
 async def _interleaved(
