@@ -221,6 +221,11 @@ _APPEND_WITHOUT_LOCK = f"""
 
     -- No query reads events by type; every append paid for this index.
     DROP INDEX IF EXISTS events_type_idx;
+    -- The read models are derived data written together by one function and emptied
+    -- together by a rebuild: their foreign keys only cost a trigger per row.
+    ALTER TABLE meetings DROP CONSTRAINT IF EXISTS meetings_stream_id_fkey;
+    ALTER TABLE contracts DROP CONSTRAINT IF EXISTS contracts_stream_id_fkey;
+    ALTER TABLE return_visits DROP CONSTRAINT IF EXISTS return_visits_stream_id_fkey;
     -- A journey's row (its state, programme included, is a few kilobytes) stays in
     -- the table, uncompressed: no TOAST work at every append and rebuild.
     ALTER TABLE journeys SET (toast_tuple_target = 8160);
