@@ -340,9 +340,14 @@ class EventStore:
                             rows = await cursor.fetch(chunk)
                             continue
                         previous = copying if copying is not None else asyncio.sleep(0)
-                        tables, rows, _ = await asyncio.gather(
-                            folding, cursor.fetch(chunk), previous
-                        )
+                        try:
+                            tables, rows, _ = await asyncio.gather(
+                                folding, cursor.fetch(chunk), previous
+                            )
+                        except BaseException:
+                            if copying is not None:
+                                copying.cancel()
+                            raise
                         copying = asyncio.ensure_future(_copy_rows(writer, tables))
                     if copying is not None:
                         await copying

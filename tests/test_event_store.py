@@ -555,6 +555,23 @@ async def test_rebuild_yields_the_same_read_models(store: EventStore, programme:
     assert _states(after) == [j.state for j in sorted(journeys, key=lambda j: j.stream_id)]
 
 
+@pytest.mark.parametrize(("chunk", "pool_size"), [(1, 8), (3, 8), (7, 1)])
+async def test_rebuild_reading_in_small_chunks_yields_the_same_read_models(
+    dsn: str, store: EventStore, programme: Programme, chunk: int, pool_size: int
+) -> None:
+    """Streams cut across chunks, and one connection taking turns, fold the same."""
+    await _append_programme(store, programme)
+    before = await read_models(store, programme.id)
+
+    async with EventStore.connect(dsn, migrate_schema=False, pool_size=pool_size) as other:
+        replayed = await other.rebuild_read_models(chunk=chunk)
+
+    assert replayed == await store.pool.fetchval("SELECT count(*) FROM events")
+    after = await read_models(store, programme.id)
+    assert _without_state(after) == _without_state(before)
+    assert _states(after) == _states(before)
+
+
 async def test_rebuild_restores_a_corrupted_read_model(
     store: EventStore, programme: Programme
 ) -> None:
