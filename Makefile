@@ -28,6 +28,11 @@ dev: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m reliability
 
+## Measure the event store against its baselines and write BENCHMARKS.md (not part of test).
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .

@@ -10,6 +10,13 @@ what a worker needs and nothing more: it may read and append events but never up
 delete or truncate them (the append-only trigger stays as a second line of defence);
 it may rewrite the read models, which are derived data. A migration that adds a table
 must grant the worker's role its rights on it too.
+
+Migration 4 lets appends run side by side: an event's position becomes its transaction's
+id shifted by :data:`POSITION_BITS` plus its rank in that transaction (no more identity
+sequence, no more global lock), and one PL/pgSQL function, ``corridor_append``, checks a
+retry and the expected version, stores the events and upserts the read-model rows they
+change in one round trip. On a database of the previous version it keeps every stored
+event and its position.
 """
 
 from __future__ import annotations
@@ -100,6 +107,145 @@ async def _worker_role(connection: Connection) -> bool:
         schema = await connection.fetchval("SELECT quote_ident(current_schema())")
         await connection.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
     return True
+
+
+POSITION_BITS = 24
+"""An event's position is its transaction's id shifted left by this many bits, plus its
+rank among the events that transaction appended (up to 2**24 - 1 per transaction)."""
+
+_APPEND_WITHOUT_LOCK = f"""
+    -- Positions follow transaction ids: transaction_id << {POSITION_BITS} | rank. Every
+    -- transaction whose id is below the oldest one still running has ended, so a reader
+    -- returning only positions below that watermark never skips an event whose
+    -- transaction commits late, and writers never wait for each other. Events stored
+    -- before this migration keep their (smaller) positions.
+    ALTER TABLE events ALTER COLUMN position DROP IDENTITY IF EXISTS;
+    DO $$
+    BEGIN
+        IF (SELECT coalesce(max(position), 0) FROM events)
+                >= (pg_current_xact_id()::text::bigint << {POSITION_BITS}) THEN
+            RAISE EXCEPTION 'events.position already runs past the transaction-id positions';
+        END IF;
+    END $$;
+
+    CREATE FUNCTION corridor_append(
+        p_stream text, p_expected integer, p_ids uuid[], p_types text[], p_schemas integer[],
+        p_data text[], p_metadata text[], p_occurred timestamptz[], p_recorded timestamptz[],
+        p_journey text, p_meetings text, p_contracts text, p_visits text,
+        OUT o_result text, OUT o_version integer, OUT o_found integer
+    ) LANGUAGE plpgsql
+    -- Its plans are cached per connection, often while the table is still small, where
+    -- a sequential scan is cheapest; every statement here has an index to use as the
+    -- table grows.
+    SET enable_seqscan = off
+    AS $fn$
+    -- One round trip per append: the retry check, the expected version, the events and
+    -- the read-model rows they change (given as JSON by the caller, which folds them).
+    -- o_result: 'appended'; 'stored' (these ids are already stored at these places:
+    -- a retry); 'elsewhere' (o_found of them are stored at other places); 'version'
+    -- (the stream is at o_version); 'read_model' (its journeys row is at o_version, not
+    -- at the expected version: rebuild the read models).
+    DECLARE
+        v_count integer := cardinality(p_ids);
+        v_placed integer;
+        v_base bigint;
+    BEGIN
+        SELECT count(*), count(*) FILTER (
+                   WHERE e.stream_id = p_stream AND e.stream_version = p_expected + u.n)
+          INTO o_found, v_placed
+          FROM unnest(p_ids) WITH ORDINALITY AS u(id, n)
+          JOIN events e ON e.event_id = u.id;
+        IF o_found > 0 THEN
+            o_result := CASE WHEN v_placed = v_count THEN 'stored' ELSE 'elsewhere' END;
+            o_version := p_expected + v_count;
+            RETURN;
+        END IF;
+        SELECT coalesce(max(e.stream_version), 0) INTO o_version
+          FROM events e WHERE e.stream_id = p_stream;
+        IF o_version <> p_expected THEN
+            o_result := 'version';
+            RETURN;
+        END IF;
+        IF p_journey IS NULL THEN
+            SELECT j.version INTO o_version FROM journeys j WHERE j.stream_id = p_stream;
+            o_result := 'read_model';
+            RETURN;
+        END IF;
+        v_base := pg_current_xact_id()::text::bigint << {POSITION_BITS};
+        SELECT coalesce(max(e.position), v_base) INTO v_base FROM events e
+         WHERE e.position > v_base AND e.position < v_base + (1::bigint << {POSITION_BITS});
+        INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                            schema_version, data, metadata, occurred_at, recorded_at)
+        SELECT v_base + u.n, p_stream, p_expected + u.n, u.id, u.t, u.s, u.d::jsonb,
+               u.m::jsonb, u.o, u.r
+          FROM unnest(p_ids, p_types, p_schemas, p_data, p_metadata, p_occurred, p_recorded)
+               WITH ORDINALITY AS u(id, t, s, d, m, o, r, n);
+
+        INSERT INTO journeys SELECT * FROM jsonb_populate_record(NULL::journeys, p_journey::jsonb)
+        ON CONFLICT (stream_id) DO UPDATE SET
+            firm_name = EXCLUDED.firm_name, stage = EXCLUDED.stage, cycle = EXCLUDED.cycle,
+            version = EXCLUDED.version, last_event_type = EXCLUDED.last_event_type,
+            last_event_summary = EXCLUDED.last_event_summary,
+            last_event_at = EXCLUDED.last_event_at,
+            next_deadline_at = EXCLUDED.next_deadline_at,
+            next_deadline_kind = EXCLUDED.next_deadline_kind,
+            next_deadline = EXCLUDED.next_deadline, state = EXCLUDED.state;
+        IF p_meetings IS NOT NULL THEN
+            INSERT INTO meetings
+            SELECT * FROM jsonb_populate_recordset(NULL::meetings, p_meetings::jsonb)
+            ON CONFLICT (stream_id, meeting_id) DO UPDATE SET
+                counterpart = EXCLUDED.counterpart, partner_id = EXCLUDED.partner_id,
+                scheduled_at = EXCLUDED.scheduled_at, status = EXCLUDED.status,
+                outcome = EXCLUDED.outcome, result_on = EXCLUDED.result_on,
+                overdue = EXCLUDED.overdue;
+        END IF;
+        IF p_contracts IS NOT NULL THEN
+            INSERT INTO contracts
+            SELECT * FROM jsonb_populate_recordset(NULL::contracts, p_contracts::jsonb)
+            ON CONFLICT (stream_id, contract_id) DO UPDATE SET
+                counterpart = EXCLUDED.counterpart, amount = EXCLUDED.amount,
+                currency = EXCLUDED.currency, signed_on = EXCLUDED.signed_on,
+                meeting_ids = EXCLUDED.meeting_ids;
+        END IF;
+        IF p_visits IS NOT NULL THEN
+            INSERT INTO return_visits
+            SELECT * FROM jsonb_populate_recordset(NULL::return_visits, p_visits::jsonb)
+            ON CONFLICT (stream_id, visit) DO UPDATE SET
+                due_on = EXCLUDED.due_on, status = EXCLUDED.status,
+                recorded_on = EXCLUDED.recorded_on, mission_id = EXCLUDED.mission_id;
+        END IF;
+        o_result := 'appended';
+        o_version := p_expected + v_count;
+        o_found := 0;
+    END $fn$;
+
+    -- No query reads events by type; every append paid for this index.
+    DROP INDEX IF EXISTS events_type_idx;
+    -- The read models are derived data written together by one function and emptied
+    -- together by a rebuild: their foreign keys only cost a trigger per row.
+    ALTER TABLE meetings DROP CONSTRAINT IF EXISTS meetings_stream_id_fkey;
+    ALTER TABLE contracts DROP CONSTRAINT IF EXISTS contracts_stream_id_fkey;
+    ALTER TABLE return_visits DROP CONSTRAINT IF EXISTS return_visits_stream_id_fkey;
+    -- A journey's row (its state, programme included, is a few kilobytes) stays in
+    -- the table, uncompressed: no TOAST work at every append and rebuild.
+    ALTER TABLE journeys SET (toast_tuple_target = 8160);
+"""
+
+
+def _append_function(text: str) -> str:
+    """The ``corridor_append`` function of migration 4, as ``CREATE OR REPLACE``."""
+    start = text.index("CREATE FUNCTION corridor_append(")
+    end = text.index("END $fn$;", start) + len("END $fn$;")
+    return "CREATE OR REPLACE" + text[start + len("CREATE") : end]
+
+
+_VOIDED_CONTRACTS = """
+    -- A voided contract stays in the read model, marked: it counts nowhere.
+    ALTER TABLE contracts ADD COLUMN voided_on date;
+""" + _append_function(_APPEND_WITHOUT_LOCK).replace(
+    "meeting_ids = EXCLUDED.meeting_ids;",
+    "meeting_ids = EXCLUDED.meeting_ids, voided_on = EXCLUDED.voided_on;",
+)
 
 
 MIGRATIONS: list[tuple[int, str, Step]] = [
@@ -197,6 +343,8 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
         """,
     ),
     (3, "worker role", _worker_role),
+    (4, "appends without a global lock", _APPEND_WITHOUT_LOCK),
+    (5, "voided contracts", _VOIDED_CONTRACTS),
 ]
 
 

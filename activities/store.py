@@ -6,18 +6,26 @@ they expect the stream to be at; appending event ids that are already stored is 
 error. The read models (``journeys``, ``meetings``, ``contracts``, ``return_visits``)
 are updated in the same transaction as the append, and can be rebuilt from the events.
 
-Writers take one transaction-level advisory lock (:data:`APPEND_LOCK`) for the length
-of an append: appends are serialised and positions become visible in order, so a reader
-that follows ``position`` never skips an event whose transaction committed late (the
-classic gap of PostgreSQL event stores; the ``eventsourcing`` library takes an exclusive
-table lock instead, which PostgreSQL grants only to users who may also update or delete
-rows: the worker's role may not). Every writer must therefore append through
-:meth:`EventStore.append`; a rebuild of the read models takes the same lock.
+An append is one call of the ``corridor_append`` function (migration 4): one round trip,
+its own transaction, no lock shared with other streams. Positions follow transaction
+ids (``transaction id << POSITION_BITS | rank``), and :meth:`EventStore.read_all` only
+returns positions below the oldest transaction still running: every transaction below
+it has ended, so a reader that follows ``position`` never skips an event whose
+transaction committed late (the classic gap of PostgreSQL event stores), while writers
+never wait for each other. (The ``eventsourcing`` library takes an exclusive table lock
+instead, which PostgreSQL grants only to users who may also update or delete rows: the
+worker's role may not.) A long-running transaction that holds a transaction id delays
+readers until it ends, never makes them skip.
+
+The store folds appended events into the journey's state itself (in place, no copy per
+event) and keeps the states it wrote in a small cache, so that the next append of the
+same stream need not read the state back.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -27,19 +35,40 @@ from uuid import UUID
 import asyncpg
 from pydantic import BaseModel, TypeAdapter
 
-from activities.migrations import Connection, migrate
-from activities.projections import project_states
-from domain.events import AnyEvent, Event, EventEnvelope
-from domain.journey import JourneyState, evolve
+from activities.bilan import programme_bilan
+from activities.migrations import POSITION_BITS, Connection, migrate
+from activities.projections import (
+    CONTRACT_COLUMNS,
+    JOURNEY_COLUMNS,
+    MEETING_COLUMNS,
+    VISIT_COLUMNS,
+    ChangedRows,
+    contract_records,
+    fold_into,
+    journey_record,
+    meeting_records,
+    visit_records,
+)
+from domain.bilan import Bilan
+from domain.events import AnyEvent, Event, EventEnvelope, FirmEnrolled
+from domain.journey import JourneyState
+from domain.programme import Programme
 
 _EVENT = TypeAdapter[Event](AnyEvent)
 
-APPEND_LOCK = "SELECT pg_advisory_xact_lock(hashtext('corridor-events-append'))"
-"""Serialises appends (and rebuilds) until the end of the transaction that takes it."""
-
+_APPEND = (
+    "SELECT o_result, o_version, o_found FROM corridor_append("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+)
+_HORIZON = f"(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {POSITION_BITS})"
+"""Positions below this belong to transactions that have all ended (committed or not)."""
 
 class ConcurrencyError(Exception):
     """The stream is not at the expected version, or an event id is stored elsewhere."""
+
+
+class ReadModelError(RuntimeError):
+    """A stream's ``journeys`` row disagrees with its events (rebuild the read models)."""
 
 
 class AppendResult(BaseModel):
@@ -68,6 +97,18 @@ async def _init_connection(connection: Connection) -> None:
     )
 
 
+async def _reset_connection(connection: Connection) -> None:
+    """Give a connection back to the pool without a round trip when it is clean.
+
+    asyncpg's default runs ``RESET ALL; UNLISTEN *; ...`` at every release: one more
+    round trip per append. The store sets no session state (no ``SET``, ``LISTEN``,
+    session lock or cursor outside a transaction); only a transaction left open by an
+    error is rolled back.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 class EventStore:
     """Appends and reads journey streams; maintains the read models.
 
@@ -76,12 +117,16 @@ class EventStore:
             codec).
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cached_states: int = 1024) -> None:
         self.pool = pool
+        self._states: OrderedDict[str, JourneyState] = OrderedDict()
+        self._cached_states = cached_states
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, dsn: str, *, migrate_schema: bool = True) -> AsyncIterator[EventStore]:
+    async def connect(
+        cls, dsn: str, *, migrate_schema: bool = True, pool_size: int = 8
+    ) -> AsyncIterator[EventStore]:
         """Open a pool on ``dsn`` (and create or migrate the schema), closed on exit.
 
         Args:
@@ -90,13 +135,16 @@ class EventStore:
             migrate_schema: Create or migrate the schema first (idempotent). When the
                 schema is current this only reads ``schema_migrations``, which the
                 worker's role may do.
+            pool_size: At most this many connections (appends running at once).
 
         Raises:
             OSError, asyncpg.PostgresError: The server cannot be reached or refuses.
             MigrationError: The schema is not current and ``dsn``'s user may not
                 migrate it.
         """
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, init=_init_connection)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=pool_size, init=_init_connection, reset=_reset_connection
+        )
         try:
             store = cls(pool)
             if migrate_schema:
@@ -111,6 +159,9 @@ class EventStore:
     ) -> AppendResult:
         """Append events to a stream, expecting it to be at ``expected_version``.
 
+        One round trip when the stream is new or this store wrote its last events (it
+        then holds its state), two otherwise (the state is read from ``journeys``).
+
         Args:
             stream_id: The stream (a journey's workflow id).
             expected_version: The stream's version before these events (0 for a new
@@ -118,12 +169,16 @@ class EventStore:
             envelopes: The events, in order.
 
         Returns:
-            The stream's version after the append and how many events were written.
+            The stream's version after the append and how many events were written
+            (0 when these very envelopes were stored already: a retry).
 
         Raises:
             ConcurrencyError: The stream is at another version, or some of these event
                 ids are already stored at other places.
-            ValueError: The envelopes do not follow ``expected_version`` in order.
+            ValueError: The envelopes do not follow ``expected_version`` in order, or do
+                not continue a journey (a stream starts with ``FirmEnrolled``).
+            ReadModelError: The stream's ``journeys`` row lags behind its events
+                (``rebuild_read_models`` repairs it).
         """
         if not envelopes:
             return AppendResult(stream_version=expected_version, appended=0)
@@ -135,54 +190,58 @@ class EventStore:
                     f"event {envelope.event_id} is {envelope.stream_id}@"
                     f"{envelope.stream_version}, expected {stream_id}@{expected_version + offset}"
                 )
-        ids = [e.event_id for e in envelopes]
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(APPEND_LOCK)
-            stored = await connection.fetch(
-                "SELECT event_id, stream_id, stream_version FROM events "
-                "WHERE event_id = ANY($1::uuid[])",
-                ids,
-            )
-            if stored:
-                places = {(r["event_id"], r["stream_id"], r["stream_version"]) for r in stored}
-                wanted = {(e.event_id, e.stream_id, e.stream_version) for e in envelopes}
-                if places == wanted:
-                    return AppendResult(
-                        stream_version=envelopes[-1].stream_version, appended=0
-                    )
-                raise ConcurrencyError(
-                    f"stream {stream_id}: {len(stored)} of {len(envelopes)} event ids are "
-                    "already stored at other versions"
-                )
-            current = await connection.fetchval(
-                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1",
+        # A cached state is taken out while it is folded in place: an append that fails
+        # half-way never leaves a state the database does not hold.
+        state = self._states.pop(stream_id, None)
+        if state is not None and state.stream_version != expected_version:
+            state = None
+        if state is None and expected_version > 0:
+            raw = await self.pool.fetchval(
+                "SELECT state::text FROM journeys WHERE stream_id = $1 AND version = $2",
                 stream_id,
+                expected_version,
             )
-            if current != expected_version:
-                raise ConcurrencyError(
-                    f"stream {stream_id} is at version {current}, expected {expected_version}"
-                )
-            await connection.executemany(
-                "INSERT INTO events (stream_id, stream_version, event_id, event_type, "
-                "schema_version, data, metadata, occurred_at, recorded_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                [_row(e) for e in envelopes],
+            state = JourneyState.model_validate_json(raw) if raw is not None else None
+        events = [e.event for e in envelopes]
+        rows: ChangedRows | None = None
+        if state is not None or expected_version == 0:
+            state = fold_into(state, events)
+            rows = ChangedRows(stream_id, state, events)
+        arguments = _append_arguments(stream_id, expected_version, envelopes, rows)
+        try:
+            outcome = await self.pool.fetchrow(_APPEND, *arguments)
+        except asyncpg.UniqueViolationError:
+            # Another transaction stored these versions or ids and committed meanwhile:
+            # tell a retry of the same envelopes from a conflict.
+            outcome = await self.pool.fetchrow(
+                _APPEND, *_append_arguments(stream_id, expected_version, envelopes, None)
             )
-            await self._project(connection, stream_id, envelopes)
-        return AppendResult(stream_version=envelopes[-1].stream_version, appended=len(envelopes))
-
-    async def _project(
-        self, connection: Connection, stream_id: str, envelopes: Sequence[EventEnvelope]
-    ) -> None:
-        """Fold new events into the stream's read-model rows (same transaction)."""
-        raw = await connection.fetchval(
-            "SELECT state FROM journeys WHERE stream_id = $1 FOR UPDATE", stream_id
+        assert outcome is not None
+        result, version, found = outcome["o_result"], outcome["o_version"], outcome["o_found"]
+        if result == "appended":
+            assert state is not None
+            self._remember(stream_id, state)
+            return AppendResult(stream_version=version, appended=len(envelopes))
+        if result == "stored":
+            return AppendResult(stream_version=version, appended=0)
+        if result == "elsewhere":
+            raise ConcurrencyError(
+                f"stream {stream_id}: {found} of {len(envelopes)} event ids are "
+                "already stored at other versions"
+            )
+        if result == "version":
+            raise ConcurrencyError(
+                f"stream {stream_id} is at version {version}, expected {expected_version}"
+            )
+        raise ReadModelError(
+            f"stream {stream_id} is at version {expected_version} but its journeys row is at "
+            f"version {version}: rebuild the read models (corridor rebuild)"
         )
-        state = JourneyState.model_validate(raw) if raw is not None else None
-        for envelope in envelopes:
-            state = evolve(state, envelope.event)
-        assert state is not None
-        await project_states(connection, {stream_id: state})
+
+    def _remember(self, stream_id: str, state: JourneyState) -> None:
+        self._states[stream_id] = state
+        if len(self._states) > self._cached_states:
+            self._states.popitem(last=False)
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[EventEnvelope]:
         """Read a stream's events in version order, after ``after_version``."""
@@ -195,9 +254,19 @@ class EventStore:
         return [_envelope(r) for r in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Read every stream's events in global position order (for catch-up readers)."""
+        """Read every stream's events in global position order (for catch-up readers).
+
+        Only events of transactions that have all ended are returned (positions below
+        the oldest running transaction's), so a reader that goes on from the last
+        position it saw never skips an event whose transaction commits late.
+
+        Args:
+            after_position: The last position the reader has seen (0 at first).
+            limit: At most this many events.
+        """
         rows = await self.pool.fetch(
-            "SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            f"SELECT * FROM events WHERE position > $1 AND position < {_HORIZON} "
+            "ORDER BY position LIMIT $2",
             after_position,
             limit,
         )
@@ -214,26 +283,50 @@ class EventStore:
         )
         return version
 
-    async def rebuild_read_models(self) -> int:
+    async def rebuild_read_models(self, *, chunk: int = 4000) -> int:
         """Rebuild every read model from the events, in one transaction.
+
+        The events are read ``chunk`` at a time in stream order; each stream is folded
+        once, in place, and its rows are copied in with ``COPY``. (Reading on a second
+        connection and folding in a thread while copying was tried: the fold is the
+        bottleneck, and it gained nothing measurable.)
+
+        Appends running meanwhile wait for the rebuild to commit before they write their
+        rows (``TRUNCATE`` locks the read models); those rows then carry their own
+        events, which the rebuild's snapshot did not see: nothing is lost.
+
+        Args:
+            chunk: Events read at a time.
 
         Returns:
             The number of events replayed.
         """
+        self._states.clear()
+        count = 0
+        programmes: dict[str, Programme] = {}
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(APPEND_LOCK)  # no append while the rows are rebuilt
-            await connection.execute(
-                "TRUNCATE journeys, meetings, contracts, return_visits"
-            )
-            states: dict[str, JourneyState] = {}
-            count = 0
-            async for row in connection.cursor("SELECT * FROM events ORDER BY position"):
-                envelope = _envelope(row)
-                states[envelope.stream_id] = evolve(
-                    states.get(envelope.stream_id), envelope.event
-                )
-                count += 1
-            await project_states(connection, states)
+            await connection.execute("TRUNCATE journeys, meetings, contracts, return_visits")
+            # asyncpg's own jsonb codec (binary, JSON text in and out) for COPY: the
+            # state column is copied as the JSON text pydantic writes.
+            await connection.reset_type_codec("jsonb", schema="pg_catalog")
+            try:
+                cursor = await connection.cursor(_REBUILD_READ)  # its snapshot: now
+                carried: list[asyncpg.Record] = []
+                while rows := await cursor.fetch(chunk):
+                    count += len(rows)
+                    # The last stream of a chunk may go on in the next one.
+                    split = len(rows)
+                    while split > 0 and rows[split - 1][0] == rows[-1][0]:
+                        split -= 1
+                    if split == 0:  # one stream all along: it goes on
+                        carried += rows
+                        continue
+                    complete, carried = carried + rows[:split], rows[split:]
+                    await _copy_rows(connection, _rebuilt_rows(complete, programmes))
+                if carried:
+                    await _copy_rows(connection, _rebuilt_rows(carried, programmes))
+            finally:
+                await _init_connection(connection)
         return count
 
     async def journey_states(
@@ -258,6 +351,21 @@ class EventStore:
             command_id,
         )
         return version
+
+    async def bilan(
+        self,
+        programme_id: str,
+        mission_id: str | None = None,
+        stream_ids: Sequence[str] | None = None,
+    ) -> Bilan | None:
+        """A programme's bilan computed in SQL from the read models.
+
+        The same figures as ``domain.bilan.compute_bilan`` over the journeys' states
+        (see ``activities.bilan.programme_bilan`` for the arguments); None when the
+        programme has no journey.
+        """
+        async with self.pool.acquire() as connection:
+            return await programme_bilan(connection, programme_id, mission_id, stream_ids)
 
     async def programmes(self) -> list[dict[str, Any]]:
         """Programmes that have journeys, with their names and journey counts."""
@@ -292,21 +400,100 @@ class EventStore:
         return [dict(r) for r in rows]
 
 
-def _row(envelope: EventEnvelope) -> tuple[Any, ...]:
-    event = envelope.event
-    data = event.model_dump(mode="json", exclude={"type", "occurred_at", "recorded_at"})
-    metadata = {"command_id": envelope.command_id} if envelope.command_id else {}
+_COLUMNS = {
+    "journeys": JOURNEY_COLUMNS,
+    "meetings": MEETING_COLUMNS,
+    "contracts": CONTRACT_COLUMNS,
+    "return_visits": VISIT_COLUMNS,
+}
+
+
+_REBUILD_READ = (
+    "SELECT stream_id, CASE WHEN event_type = 'FirmEnrolled' THEN (data->'programme')::text"
+    " END AS programme, (data - 'programme' || jsonb_build_object('type', event_type,"
+    " 'occurred_at', occurred_at, 'recorded_at', recorded_at))::text AS event"
+    " FROM events ORDER BY stream_id, stream_version"
+)
+_EVENTS = TypeAdapter(list[AnyEvent])
+
+
+def _rebuilt_rows(
+    rows: Sequence[asyncpg.Record], programmes: dict[str, Programme]
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Fold whole streams' events (rows of ``_REBUILD_READ``) into read-model records.
+
+    Every journey of a programme starts with the same programme in its
+    ``FirmEnrolled``: each distinct one is validated once (``programmes`` keeps them by
+    their JSON text across chunks) and shared by the journeys' states.
+    """
+    tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _COLUMNS}
+    others = [i for i, row in enumerate(rows) if row[1] is None]
+    events: list[Event] = list(
+        _EVENTS.validate_json("[" + ",".join(rows[i][2] for i in others) + "]")
+    )
+    for i, row in enumerate(rows):
+        if row[1] is not None:
+            programme = programmes.get(row[1])
+            if programme is None:
+                programme = programmes[row[1]] = Programme.model_validate_json(row[1])
+            enrolled = FirmEnrolled.model_validate({**json.loads(row[2]), "programme": programme})
+            events.insert(i, enrolled)
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end < len(rows) and rows[end][0] == rows[start][0]:
+            continue
+        stream_id = rows[start][0]
+        state = fold_into(None, events[start:end])
+        tables["journeys"].append(journey_record(stream_id, state, state.model_dump_json()))
+        tables["meetings"] += meeting_records(stream_id, state)
+        tables["contracts"] += contract_records(stream_id, state)
+        tables["return_visits"] += visit_records(stream_id, state)
+        start = end
+    return tables
+
+
+async def _copy_rows(connection: Connection, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+    for table, records in tables.items():
+        if records:
+            await connection.copy_records_to_table(table, records=records, columns=_COLUMNS[table])
+
+
+def _append_arguments(
+    stream_id: str,
+    expected_version: int,
+    envelopes: Sequence[EventEnvelope],
+    rows: ChangedRows | None,
+) -> tuple[Any, ...]:
+    """The arguments of ``corridor_append``: the events column by column, then the rows."""
+    ids, types, schemas, data, metadata, occurred, recorded = [], [], [], [], [], [], []
+    for envelope in envelopes:
+        event = envelope.event
+        ids.append(envelope.event_id)
+        types.append(event.type)
+        schemas.append(event.schema_version)
+        data.append(event.model_dump_json(exclude=_ENVELOPE_FIELDS))
+        command_id = envelope.command_id
+        metadata.append('{"command_id": ' + json.dumps(command_id) + "}" if command_id else "{}")
+        occurred.append(event.occurred_at)
+        recorded.append(event.recorded_at)
     return (
-        envelope.stream_id,
-        envelope.stream_version,
-        envelope.event_id,
-        event.type,
-        event.schema_version,
+        stream_id,
+        expected_version,
+        ids,
+        types,
+        schemas,
         data,
         metadata,
-        event.occurred_at,
-        event.recorded_at,
+        occurred,
+        recorded,
+        rows.journey if rows else None,
+        rows.meetings if rows else None,
+        rows.contracts if rows else None,
+        rows.visits if rows else None,
     )
+
+
+_ENVELOPE_FIELDS = {"type", "occurred_at", "recorded_at"}
 
 
 def _envelope(row: asyncpg.Record) -> EventEnvelope:

@@ -606,7 +606,7 @@ async def _carried_sizes(client: Client, workflow_id: str) -> list[int]:
     """Bytes of the input each run of a workflow started with, from its first run on."""
     handle = client.get_workflow_handle(workflow_id)
     history = await handle.fetch_history()
-    run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id
+    run_id = history.events[0].workflow_execution_started_event_attributes.first_execution_run_id
     sizes: list[int] = []
     next_run: str | None = run_id
     while next_run:

@@ -154,9 +154,13 @@ async def test_a_voided_contract_leaves_the_bilan_and_the_read_model(
     )
 
     assert await bilan_values(store, programme_id) == (0, {})
-    assert await store.pool.fetchval(
-        "SELECT count(*) FROM contracts WHERE programme_id = $1", programme_id
-    ) == 0
+    # The read model keeps the contract, marked voided on its day: it counts nowhere.
+    rows = await store.pool.fetch(
+        "SELECT contract_id, voided_on FROM contracts WHERE programme_id = $1", programme_id
+    )
+    assert [(r["contract_id"], r["voided_on"]) for r in rows] == [("c1", INTRO)]
+    assert (await store.bilan(programme_id)) is not None
+    assert (await store.bilan(programme_id)).contracts == 0  # type: ignore[union-attr]
     stage = await store.pool.fetchval(
         "SELECT stage FROM journeys WHERE programme_id = $1", programme_id
     )

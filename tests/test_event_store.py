@@ -557,6 +557,22 @@ async def test_rebuild_yields_the_same_read_models(store: EventStore, programme:
     assert _states(after) == [j.state for j in sorted(journeys, key=lambda j: j.stream_id)]
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+async def test_rebuild_reading_in_small_chunks_yields_the_same_read_models(
+    store: EventStore, programme: Programme, chunk: int
+) -> None:
+    """Streams cut across chunks (one event per chunk, or a few) fold the same."""
+    await _append_programme(store, programme)
+    before = await read_models(store, programme.id)
+
+    replayed = await store.rebuild_read_models(chunk=chunk)
+
+    assert replayed == await store.pool.fetchval("SELECT count(*) FROM events")
+    after = await read_models(store, programme.id)
+    assert _without_state(after) == _without_state(before)
+    assert _states(after) == _states(before)
+
+
 async def test_rebuild_restores_a_corrupted_read_model(
     store: EventStore, programme: Programme
 ) -> None:
@@ -714,3 +730,77 @@ async def test_concurrent_appends_all_land_and_a_catch_up_reader_misses_none(
     assert len(seen_ids) == len(set(seen_ids))
     assert set(seen_ids) == expected_ids
     assert [p for p, event_id in seen if event_id in expected_ids] == positions
+
+
+# ------------------------------------------------------- upgrading a database
+
+
+async def test_migrating_a_database_of_the_previous_version_keeps_its_events(
+    dsn: str, programme: Programme, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dev database written by the previous version (identity positions, rows written
+    by the old projection) migrates, keeps every event and position, and goes on."""
+    import urllib.parse
+
+    from activities import migrations
+    from activities.projections import ChangedRows
+
+    database = f"corridor_upgrade_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    scratch = urllib.parse.urlunsplit(urllib.parse.urlsplit(dsn)._replace(path=f"/{database}"))
+    try:
+        old = await asyncpg.connect(scratch)
+        try:
+            with monkeypatch.context() as patch:
+                patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+                assert await migrate(old) == [1, 2, 3]
+            journeys = [short_journey(programme, f"old-{n}", meetings=3) for n in range(3)]
+            for journey in journeys:  # as the previous version stored them
+                for envelope in journey.envelopes(1, 3):
+                    stored = envelope.event
+                    data = stored.model_dump_json(exclude={"type", "occurred_at", "recorded_at"})
+                    await old.execute(
+                        "INSERT INTO events (stream_id, stream_version, event_id, event_type,"
+                        " schema_version, data, occurred_at, recorded_at)"
+                        " VALUES ($1, $2, $3, $4, 1, $5::jsonb, $6, $7)",
+                        envelope.stream_id, envelope.stream_version, envelope.event_id,
+                        stored.type, data, stored.occurred_at, stored.recorded_at,
+                    )
+                folded = [evolve(None, journey.events[0])]
+                for event in journey.events[1:3]:
+                    folded.append(evolve(folded[-1], event))
+                row = ChangedRows(journey.stream_id, folded[-1], journey.events[:3]).journey
+                await old.execute(
+                    "INSERT INTO journeys SELECT * FROM jsonb_populate_record("
+                    "NULL::journeys, $1::jsonb)",
+                    row,
+                )
+            old_positions = [
+                r["position"] for r in await old.fetch("SELECT position FROM events ORDER BY 1")
+            ]
+            assert old_positions == list(range(1, 10))
+        finally:
+            await old.close()
+
+        async with EventStore.connect(scratch) as upgraded:  # migrates to the current version
+            async with upgraded.pool.acquire() as connection:
+                applied = await migrations.applied_migrations(connection)
+            assert applied == {number for number, _, _ in MIGRATIONS}
+            for journey in journeys:
+                assert await upgraded.append(journey.stream_id, 3, journey.envelopes(4, 4))
+            fresh = short_journey(programme, "new", meetings=1)
+            await upgraded.append(fresh.stream_id, 0, fresh.envelopes())
+
+            everything = await upgraded.read_all(0)
+            positions = [e.position for e in everything]
+            assert positions[:9] == old_positions  # kept
+            assert positions == sorted(positions) and len(positions) == 9 + 3 + 2
+            assert positions[9] > 9
+            states = await upgraded.journey_states(programme.id)
+            assert states == {j.stream_id: j.state for j in [*journeys, fresh]}
+            assert await upgraded.rebuild_read_models() == 14
+            assert await upgraded.journey_states(programme.id) == states
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()

@@ -1,0 +1,48 @@
+"""A smoke run of ``python -m bench`` with tiny sizes: every measure runs end to end.
+
+The figures themselves are not checked here (timing goals live in BENCHMARKS.md, as
+ratios measured in one run); what is checked is what a reader of the report sees: a row
+per measure with Corridor's figure, its baselines' and the ratios, and the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_bench_writes_a_report_with_every_measure(dsn: str, tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    run = await run_program(
+        sys.executable, "-m", "bench", "--streams", "12", "--writers", "3",
+        "--rebuild-events", "60", "--journeys", "9", "--repeat", "1", "--output", report,
+        env={**os.environ, "CORRIDOR_BENCH_DSN": dsn}, cwd=ROOT, seconds=100,
+    )
+    assert run.code == 0, run
+    text = report.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "append, 12 streams × 10 events in appends of 10, 1 writer",
+        "append, 12 streams × 10 events in appends of 10, 3 writers",
+        "read-model rebuild, 60 events",
+        "bilan of 9 journeys",
+    ]
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert re.fullmatch(r"[\d,.]+ (ev/s|s)", cells[1]), row
+        assert re.search(r"\d", cells[2]) and re.fullmatch(r"[\d.; ]+", cells[3]), row
+        assert set(cells[5].split("; ")) <= {"met", "**missed**"}, row
+    assert "eventsourcing PostgresApplicationRecorder" in rows[1]
+    assert "raw asyncpg executemany" in rows[1]
+    assert "copy_records_to_table" in rows[3]
+    assert re.search(r"CPUs: \d+", text) and re.search(r"PostgreSQL \d+", text)
