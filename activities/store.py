@@ -367,6 +367,14 @@ class EventStore:
         async with self.pool.acquire() as connection:
             return await programme_bilan(connection, programme_id, mission_id, stream_ids)
 
+    async def programme(self, programme_id: str) -> Programme | None:
+        """The programme as its journeys were enrolled in it, or None without journeys."""
+        raw = await self.pool.fetchval(
+            "SELECT state->'programme' FROM journeys WHERE programme_id = $1 LIMIT 1",
+            programme_id,
+        )
+        return None if raw is None else Programme.model_validate(raw)
+
     async def programmes(self) -> list[dict[str, Any]]:
         """Programmes that have journeys, with their names and journey counts."""
         rows = await self.pool.fetch(

@@ -349,6 +349,25 @@ async def _journey_unavailable(
     return Refused("Unavailable", f"journey of {firm_id}: {error.message}")
 
 
+async def journeys_catching_up(client: Client, programme_id: str) -> tuple[int, int]:
+    """How many running journeys of a programme are still catching up, of how many.
+
+    From Temporal's visibility (``CorridorCatchingUp``, set from enrolment until the
+    journey has stored what fell due up to its today), which follows the journeys a
+    moment later.
+
+    Returns:
+        The journeys catching up, and every journey of the programme (one per firm,
+        running or ended).
+    """
+    programme = f"{search.PROGRAMME.name} = '{programme_id}'"
+    behind = await client.count_workflows(
+        f"{programme} AND {search.CATCHING_UP.name} = true AND ExecutionStatus = 'Running'"
+    )
+    known = await client.count_workflows(f"{programme} AND ExecutionStatus != 'ContinuedAsNew'")
+    return behind.count, known.count
+
+
 async def view(client: Client, programme_id: str, firm_id: str) -> JourneyView:
     """Query a journey's state (works on running and ended journeys).
 

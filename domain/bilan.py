@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import date
 from decimal import Decimal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from domain.calendar import local_date
 from domain.commands import Outcome
@@ -51,6 +51,9 @@ class Bilan(BaseModel):
         share_with_contract: Firms with at least one contract / firms enrolled.
         median_days_to_first_contract: Median, over firms with a contract, of the days
             from introduction to first contract.
+        journeys_behind: Journeys whose events up to their today are not all stored
+            yet (catching up after enrolment, or not started by a worker yet): while
+            it is above 0 the figures are incomplete.
     """
 
     programme_id: str
@@ -75,6 +78,23 @@ class Bilan(BaseModel):
     closed: int
     active: int
     rows: list[FirmRow] = Field(default_factory=list)
+    journeys_behind: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def complete(self) -> bool:
+        """True when every journey's events up to its today are stored."""
+        return self.journeys_behind == 0
+
+    def completeness(self) -> str:
+        """One line saying the date the figures hold for and whether they are complete."""
+        when = f"as of {self.as_of}" if self.as_of else "as recorded"
+        if self.complete:
+            return f"Figures {when}: complete (every journey's events are stored)."
+        return (
+            f"INCOMPLETE: {self.journeys_behind} journey(s) are still catching up; the "
+            f"figures {when} leave out what they have not stored yet (`--wait` waits)."
+        )
 
 
 def firm_row(state: JourneyState) -> FirmRow:

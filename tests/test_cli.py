@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import EventStore
 from corridor import service
+from corridor.runtime import build_worker
 from corridor.stack import TemporalDevServer, free_port
 from tests.support import Run, run_program
 from workflows import search
@@ -966,3 +967,52 @@ async def test_corrections_by_journal_and_command_show_in_the_report_and_the_tim
     assert "legal name" in run.out and "dan" in run.out and "erin" in run.out, run
     run = await cli("report", programme_id, "--format", "json")
     assert json.loads(run.out)["contracts"] == 0
+
+
+# --------------------------------------------------------------------- completeness
+
+
+def _late_roster(roster: Path, folder: Path) -> Path:
+    """Two more firms for the roster's programme, introduced at its first mission."""
+    header, first, *_ = roster.read_text("utf-8").splitlines()
+    rows = [first.replace("trifide", name, 1) for name in ("late-one", "late-two")]
+    return write(folder / "late.csv", header, *rows)
+
+
+async def test_a_report_while_journeys_catch_up_says_it_is_incomplete_and_can_wait(
+    cli: Cli, client: Client, store: EventStore, roster: Path, programme: Path,
+    programme_id: str, tmp_path: Path,
+) -> None:
+    """Two journeys wait for a worker: every format says so; --wait waits for them."""
+    await enrolled(cli, roster, programme)
+    queue = f"later-{programme_id}"
+    run = await Cli(cli.env | {"CORRIDOR_TASK_QUEUE": queue}, cli.cwd)(
+        "enroll", _late_roster(roster, tmp_path), "-p", programme
+    )
+    assert run.code == 0, run
+    for _ in range(100):  # visibility follows the starts a moment later
+        if (await service.journeys_catching_up(client, programme_id))[1] == 5:
+            break
+        await asyncio.sleep(0.1)
+
+    run = await cli("report", programme_id)
+    assert run.code == 0, run
+    assert "INCOMPLETE: 2 journey(s) are still catching up" in flat(run.out), run
+    assert "warning: INCOMPLETE: 2 journey(s)" in flat(run.err), run
+    report = json.loads((await cli("report", programme_id, "-f", "json")).out)
+    assert (report["complete"], report["journeys_behind"], report["firms"]) == (False, 2, 3)
+    rows = list(csv.DictReader(io.StringIO((await cli("report", programme_id, "-f", "csv")).out)))
+    assert {row["complete"] for row in rows} == {"false"}
+
+    late_worker = build_worker(client, store, queue)
+    running = asyncio.create_task(late_worker.run())
+    try:
+        run = await cli("report", programme_id, "--wait", "-f", "json")
+        assert run.code == 0, run
+        report = json.loads(run.out)
+        assert (report["complete"], report["journeys_behind"], report["firms"]) == (True, 0, 5)
+        run = await cli("report", programme_id)
+        assert "complete (every journey's events are stored)" in flat(run.out), run
+    finally:
+        await late_worker.shutdown()
+        await asyncio.gather(running, return_exceptions=True)

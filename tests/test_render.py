@@ -21,7 +21,7 @@ from corridor.reports import (
     render_markdown,
     render_terminal,
 )
-from domain.bilan import Bilan, compute_bilan
+from domain.bilan import Bilan, FirmRow, compute_bilan
 from domain.journey import JourneyState, decide, due_events, evolve
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quebec-california"
@@ -120,17 +120,39 @@ def test_csv_has_one_row_per_firm(bilan: Bilan) -> None:
         "meetings_held",
         "results_overdue",
         "contracts",
-        "value_CAD",
-        "value_USD",
+        "contract_values",
         "days_to_first_contract",
         "visits_attended",
         "visits_skipped",
         "visits_missed",
+        "as_of",
+        "complete",
     ]
     by_id = {row["firm_id"]: row for row in rows}
-    assert by_id["nordik"]["value_USD"] == "180000.00"
-    assert sum(float(r["value_CAD"]) for r in rows) == pytest.approx(1325500.50)
-    assert sum(float(r["value_USD"]) for r in rows) == pytest.approx(525000.00)
+    assert by_id["nordik"]["contract_values"] == "USD 180000.00"
+    values = [
+        value.split(" ")
+        for row in rows
+        if row["contract_values"]
+        for value in row["contract_values"].split("; ")
+    ]
+    assert sum(float(a) for c, a in values if c == "CAD") == pytest.approx(1325500.50)
+    assert sum(float(a) for c, a in values if c == "USD") == pytest.approx(525000.00)
+    assert {r["complete"] for r in rows} == {"true"}
+
+
+def test_csv_keeps_its_columns_whatever_the_currencies(bilan: Bilan) -> None:
+    """A programme whose contracts are all in one currency has the same header."""
+    def cad_only(row: FirmRow) -> FirmRow:
+        cad = {k: v for k, v in row.value_by_currency.items() if k == "CAD"}
+        return row.model_copy(update={"value_by_currency": cad})
+
+    only_cad = bilan.model_copy(update={"rows": [cad_only(r) for r in bilan.rows]})
+    header = render_csv(bilan).splitlines()[0]
+    assert render_csv(only_cad).splitlines()[0] == header
+    behind = bilan.model_copy(update={"journeys_behind": 3})
+    rows = list(csv.DictReader(io.StringIO(render_csv(behind))))
+    assert {r["complete"] for r in rows} == {"false"}
 
 
 def test_csv_quotes_awkward_names(evil_bilan: Bilan) -> None:

@@ -306,6 +306,8 @@ class FirmJourney:
         self._search_values: dict[str, Any] = {}
         self._lazy = False
         self._dirty = False
+        self._index_catching_up = False
+        self._caught_up = self._state is not None  # a run continued as new was caught up
         self._storage_problem: str | None = None
         self._retry_storage = False
         self._refused_enrollment: DomainError | None = None
@@ -330,6 +332,7 @@ class FirmJourney:
         # Details and search attributes once per workflow task, not once per command:
         # a burst of hundreds of signals is folded in one task.
         self._lazy = workflow.patched("describe-lazily")
+        self._index_catching_up = workflow.patched("catching-up-attribute")
         while True:
             self._catch_up()
             self._flush_description()
@@ -987,6 +990,20 @@ class FirmJourney:
         workflow.set_current_details("\n".join(lines))
         self._index(state, deadline)
 
+    def _is_caught_up(self, deadline: Deadline | None) -> bool:
+        """Whether the journey has, once, recorded and stored what fell due up to today.
+
+        Held clocks (a past journal being imported) are not caught up.
+        """
+        if not self._caught_up and self._state is not None:
+            self._caught_up = (
+                not self._clock.held
+                and not self._unstored
+                and self._stored_version == self._state.stream_version
+                and (deadline is None or deadline.at > self._now())
+            )
+        return self._caught_up
+
     def _index(self, state: JourneyState, deadline: Deadline | None) -> None:
         """Keep the search attributes current (only what changed is upserted)."""
         latest = state.evaluations.get(max(state.evaluations, default=0))
@@ -1003,6 +1020,7 @@ class FirmJourney:
             decision=(latest.decision or "pending") if latest else None,
             result_overdue=any(m.overdue and m.outcome is None for m in state.meetings.values()),
             storage_blocked=self._storage_problem is not None,
+            catching_up=(not self._is_caught_up(deadline)) if self._index_catching_up else None,
         )
         changes = search.updates(self._search_values, current)
         if changes:

@@ -38,6 +38,9 @@ RESULT_OVERDUE = SearchAttributeKey.for_bool("CorridorResultOverdue")
 """True while a meeting's result is overdue."""
 STORAGE_BLOCKED = SearchAttributeKey.for_bool("CorridorStorageBlocked")
 """True while the event store refuses the journey's events (a data error to look at)."""
+CATCHING_UP = SearchAttributeKey.for_bool("CorridorCatchingUp")
+"""True from enrolment until the journey has recorded and stored what fell due up to its
+today (a journey enrolled after the fact catches up first; reports count them)."""
 
 ALL: Sequence[SearchAttributeKey[Any]] = (
     PROGRAMME,
@@ -52,6 +55,7 @@ ALL: Sequence[SearchAttributeKey[Any]] = (
     DECISION,
     RESULT_OVERDUE,
     STORAGE_BLOCKED,
+    CATCHING_UP,
 )
 
 _TYPE_NAMES = {
@@ -77,6 +81,7 @@ def at_start(programme_id: str, firm_id: str, mission_id: str) -> TypedSearchAtt
             SearchAttributePair(PROGRAMME, programme_id),
             SearchAttributePair(FIRM, firm_id),
             SearchAttributePair(MISSION, mission_id),
+            SearchAttributePair(CATCHING_UP, True),
         ]
     )
 
@@ -112,9 +117,13 @@ def values(
     decision: str | None,
     result_overdue: bool,
     storage_blocked: bool = False,
+    catching_up: bool | None = None,
 ) -> dict[str, Any]:
-    """The attributes' values by name, from a journey's facts."""
-    return {
+    """The attributes' values by name, from a journey's facts.
+
+    ``catching_up`` None leaves that attribute out (journeys started before it).
+    """
+    values = {
         PROGRAMME.name: programme_id,
         FIRM.name: firm_id,
         MISSION.name: mission_id,
@@ -128,3 +137,6 @@ def values(
         RESULT_OVERDUE.name: result_overdue,
         STORAGE_BLOCKED.name: True if storage_blocked else None,
     }
+    if catching_up is not None:
+        values[CATCHING_UP.name] = True if catching_up else None
+    return values

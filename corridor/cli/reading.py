@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from temporalio.client import Client
 
+from activities.store import EventStore
 from corridor import service
-from corridor.cli.app import ProgrammeOption, QueryOption, err, out, run
+from corridor.cli.app import ProgrammeOption, QueryOption, err, out, progress_bar, run
 from corridor.cli.connections import (
     connected,
     matching_streams,
@@ -90,10 +93,16 @@ def report(
     format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.TERMINAL,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
     query: QueryOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until no journey is catching up.")
+    ] = False,
 ) -> None:
     """The bilan of a programme: how many contracts came out of it ("combien?").
 
-    With --query, the bilan of the journeys matching a visibility filter only.
+    With --query, the bilan of the journeys matching a visibility filter only. The
+    report says the date its figures hold for and whether they are complete: while
+    journeys are still catching up (enrolled after the fact, or waiting for a worker)
+    it says how many, in every format; --wait waits for them first.
     """
     configure_logging("WARNING")
     settings = load_settings()
@@ -101,9 +110,18 @@ def report(
     async def main() -> None:
         async with connected(settings) as connections, open_store(connections) as store:
             matching = await matching_streams(connections.client, programme, query)
+            behind = await _journeys_behind(connections.client, store, programme)
+            if wait and behind:
+                with progress_bar() as progress:
+                    task = progress.add_task("journeys catching up", total=None)
+                    while behind:
+                        progress.update(task, description=f"{behind} journey(s) catching up")
+                        await asyncio.sleep(1.0)
+                        behind = await _journeys_behind(connections.client, store, programme)
             await print_bilan(
                 store,
                 programme,
+                behind=behind,
                 out=out,
                 err=err,
                 mission=mission,
@@ -118,6 +136,17 @@ def report(
                     out.print(f"{stream_id}  {link}".rstrip())
 
     run(main())
+
+
+async def _journeys_behind(client: Client, store: EventStore, programme_id: str) -> int:
+    """Journeys of the programme whose events up to their today are not all stored.
+
+    Those catching up (Temporal's visibility), or known to Temporal but not yet in the
+    read model, whichever is more.
+    """
+    catching_up, known = await service.journeys_catching_up(client, programme_id)
+    stored = {p["programme_id"]: int(p["journeys"]) for p in await store.programmes()}
+    return max(catching_up, known - stored.get(programme_id, 0))
 
 
 class TimelineFormat(StrEnum):

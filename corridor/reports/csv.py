@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
-from decimal import Decimal
 
-from corridor.reports.figures import currencies_of, format_money
+from corridor.reports.figures import format_money
 from domain.bilan import Bilan
 
 
 def render_csv(bilan: Bilan) -> str:
     """Render one CSV row per firm, with a header row.
 
-    Contract value gets one column per currency present (``value_USD``, ``value_CAD``);
-    amounts are plain decimals with a dot and the currency's decimals.
+    The columns are the same whatever currencies appear: a firm's contract value is one
+    column, ``contract_values``, listing "CUR amount" per currency, sorted by currency
+    and separated by "; " (amounts are plain decimals with a dot and the currency's
+    decimals; never added across currencies). Every row also carries ``as_of`` and
+    ``complete`` (false while journeys are still catching up).
 
     Args:
         bilan: The bilan.
@@ -22,7 +24,6 @@ def render_csv(bilan: Bilan) -> str:
     Returns:
         The CSV text, with Unix line endings.
     """
-    currencies = currencies_of(bilan)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -38,11 +39,13 @@ def render_csv(bilan: Bilan) -> str:
             "meetings_held",
             "results_overdue",
             "contracts",
-            *(f"value_{c}" for c in currencies),
+            "contract_values",
             "days_to_first_contract",
             "visits_attended",
             "visits_skipped",
             "visits_missed",
+            "as_of",
+            "complete",
         ]
     )
     for row in bilan.rows:
@@ -59,14 +62,16 @@ def render_csv(bilan: Bilan) -> str:
                 row.meetings_held,
                 row.results_overdue,
                 row.contracts,
-                *(
-                    format_money(row.value_by_currency.get(c, Decimal(0)), c, plain=True)
-                    for c in currencies
+                "; ".join(
+                    f"{currency} {format_money(amount, currency, plain=True)}"
+                    for currency, amount in sorted(row.value_by_currency.items())
                 ),
                 "" if row.days_to_first_contract is None else row.days_to_first_contract,
                 row.visits_attended,
                 row.visits_skipped,
                 row.visits_missed,
+                bilan.as_of.isoformat() if bilan.as_of else "",
+                "true" if bilan.complete else "false",
             ]
         )
     return out.getvalue()

@@ -17,7 +17,6 @@ from corridor.reports.html import render_html
 from corridor.reports.json import render_json
 from corridor.reports.markdown import render_markdown
 from corridor.reports.terminal import render_terminal, terminal_text
-from domain.bilan import compute_bilan
 
 
 class ReportFormat(StrEnum):
@@ -34,6 +33,7 @@ async def print_bilan(
     store: EventStore,
     programme_id: str,
     *,
+    behind: int = 0,
     out: Console,
     err: Console,
     mission: str | None = None,
@@ -47,6 +47,8 @@ async def print_bilan(
     Args:
         store: The event store (its ``journeys`` read model).
         programme_id: The programme.
+        behind: Journeys still catching up (the figures leave out what they have not
+            stored yet): said in every format.
         out: Console of the terminal format.
         err: Console for the "wrote FILE" line.
         mission: Only the firms introduced at this mission.
@@ -58,23 +60,24 @@ async def print_bilan(
     Raises:
         Failure: No journey (exit 1), an unknown mission or an unwritable file (exit 2).
     """
-    states = [
-        state
-        for stream_id, state in (await store.journey_states(programme_id)).items()
-        if matching is None or stream_id in matching
-    ]
-    if not states and query is not None:
-        raise Failure(f"no journey of {programme_id} matches --query {query!r}", 1)
-    if not states:
+    programme = await store.programme(programme_id)
+    if programme is None:
         raise Failure(f"no journey in programme {programme_id!r}", 1)
-    programme = states[0].programme
     if mission is not None and mission not in {m.id for m in programme.missions}:
         known = ", ".join(m.id for m in programme.missions)
         raise Failure(f"unknown mission {mission!r} (known: {known})", 2)
-    bilan = compute_bilan(programme.id, programme.name, states, mission)
+    stream_ids = sorted(matching) if matching is not None else None
+    bilan = await store.bilan(programme_id, mission, stream_ids=stream_ids)
+    if bilan is None or (matching is not None and not bilan.rows):
+        if query is not None:
+            raise Failure(f"no journey of {programme_id} matches --query {query!r}", 1)
+        raise Failure(f"no journey in programme {programme_id!r}", 1)
+    bilan = bilan.model_copy(update={"journeys_behind": behind})
     if query is not None:
         bilan = bilan.model_copy(update={"scope": f"query: {query}"})
-    notice = programme.notice
+    if not bilan.complete:
+        err.print(f"warning: {bilan.completeness()}")
+    notice = " ".join(filter(None, [bilan.completeness(), programme.notice]))
     if format is ReportFormat.TERMINAL and output is None:
         render_terminal(bilan, out, notice=notice)
         return
