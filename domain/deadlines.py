@@ -118,7 +118,27 @@ class Deadline(BaseModel):
 
 
 def next_deadline(state: JourneyState) -> Deadline | None:
-    """Return the journey's earliest pending deadline, or None once it is over."""
+    """Return the journey's earliest pending deadline, or None once it is over.
+
+    A state never changes, so the next deadline of the latest states is remembered
+    (the workflow asks for it several times per command).
+    """
+    cached = _DEADLINES.get(id(state))
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    found = _next_deadline(state)
+    if len(_DEADLINES) >= _DEADLINES_KEPT:
+        _DEADLINES.clear()
+    _DEADLINES[id(state)] = (state, found)
+    return found
+
+
+_DEADLINES: dict[int, tuple[JourneyState, Deadline | None]] = {}
+"""Next deadline of recent states, by the state's id (the state is kept: its id stays its own)."""
+_DEADLINES_KEPT = 256
+
+
+def _next_deadline(state: JourneyState) -> Deadline | None:
     if state.is_over:
         return None
     policy = state.programme.policy
