@@ -349,34 +349,8 @@ def _record_result(
 def _sign_contract(
     state: JourneyState, command: SignContract, day: date, now: datetime
 ) -> ContractSigned:
-    for meeting_id in command.meeting_ids:
-        meeting = state.meetings.get(meeting_id)
-        if meeting is None:
-            raise UnknownReference(
-                f"contract attributed to meeting {meeting_id}, which was never requested"
-            )
-        if meeting.outcome is None or not meeting.outcome.held:
-            status = meeting.status.replace("_", " ")
-            raise ContractRuleBroken(
-                f"contract attributed to meeting {meeting_id}, which was not held ({status})"
-            )
-        if meeting.counterpart.casefold() != command.counterpart.casefold():
-            raise ContractRuleBroken(
-                f"contract with {command.counterpart!r} attributed to meeting {meeting_id}, "
-                f"which was with {meeting.counterpart!r}"
-            )
-        held_on = local_date(meeting.scheduled_at, state.tz) if meeting.scheduled_at else None
-        if held_on is not None and day < held_on:
-            raise DateOutOfRange(
-                f"contract dated {day}, before meeting {meeting_id} was held ({held_on})"
-            )
-    maximum = state.programme.policy.max_contract_amount
-    if command.value.amount > maximum:
-        raise AmountAboveMaximum(
-            f"contract amount {command.value} is above the programme's maximum of "
-            f"{maximum.normalize():,f} {command.value.currency} (policy max_contract_amount of "
-            f"{state.programme.id})"
-        )
+    _check_attribution(state, command.counterpart, command.meeting_ids, day)
+    _check_amount(state, command.value)
     return ContractSigned(
         **_when(state, day, now),
         contract_id=command.contract_id or _next_contract_id(state),
