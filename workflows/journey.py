@@ -304,7 +304,10 @@ class FirmJourney:
         self._start_cycle = self._state.cycle if self._state else 1
         self._woken = False
         self._search_values: dict[str, Any] = {}
-        self._lazy = False
+        # Details and search attributes once per workflow task, not once per command: a
+        # burst of hundreds of signals (also those waiting for a run continued as new,
+        # delivered before its run() starts) is folded in one task.
+        self._lazy = workflow.patched("describe-lazily")
         self._dirty = False
         self._index_catching_up = False
         self._caught_up = self._state is not None  # a run continued as new was caught up
@@ -329,9 +332,6 @@ class FirmJourney:
             raise ApplicationError(str(error), type=error.rule, non_retryable=True)
         if workflow.patched("describe-each-run"):
             self._describe()  # each run shows its details from its first task on
-        # Details and search attributes once per workflow task, not once per command:
-        # a burst of hundreds of signals is folded in one task.
-        self._lazy = workflow.patched("describe-lazily")
         self._index_catching_up = workflow.patched("catching-up-attribute")
         while True:
             self._catch_up()
