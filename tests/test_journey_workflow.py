@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -283,6 +284,9 @@ async def test_full_journey_through_two_cycles(
         client, pid, firm, lambda v: v.state.cycle == 2, within=10, what="cycle 2 to start"
     )
     second_run = (await handle.describe()).run_id
+    # The new run shows its details in the Web UI from its first task on.
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "(cycle 2)" in str(metadata.current_details)
     assert second_run != first_run
     new_history = await client.get_workflow_handle(handle.id, run_id=second_run).fetch_history()
     first_event = new_history.events[0]
