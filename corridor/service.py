@@ -62,6 +62,9 @@ T = TypeVar("T")
 _CLOSING_RETRIES = 10
 """Attempts to send an update again while a journey continues as new."""
 
+_RUN_CLOSED_UNDER_UPDATE = "AcceptedUpdateCompletedWorkflow"
+"""Temporal's failure type when the run that accepted an update closed before answering."""
+
 _UNREACHABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
 """RPC statuses that say the server, not the journey, did not answer."""
 
@@ -281,6 +284,15 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
             return result
         except WorkflowUpdateFailedError as error:
             cause = error.cause
+            if (
+                isinstance(cause, ApplicationError)
+                and cause.type == _RUN_CLOSED_UNDER_UPDATE
+                and attempt < _CLOSING_RETRIES
+            ):
+                # The run that accepted it was closed under it (a reset, or the journey
+                # ended): the next run, or the ended journey's answer, tells.
+                await asyncio.sleep(0.1 * (attempt + 1))
+                continue
             if isinstance(cause, ApplicationError):
                 raise Refused(cause.type or "Refused", cause.message) from None
             raise Refused("Refused", str(cause)) from None

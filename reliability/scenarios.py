@@ -520,17 +520,22 @@ async def _postgres_only() -> AsyncIterator[str]:
 # ------------------------------------------------------------ journeys reset
 
 
-async def _reset_current_run(client: Client, workflow_id: str, rng: random.Random) -> bool:
+async def _reset_current_run(
+    client: Client, workflow_id: str, rng: random.Random
+) -> bool | None:
     """Reset a journey's current run to a random completed workflow task, mid-run.
 
     Signals and updates received after that point are reapplied, as
-    ``temporal workflow reset`` does by default. Returns False when the run has no
-    point to reset to yet.
+    ``temporal workflow reset`` does by default.
+
+    Returns:
+        True once reset; False when the run has no point to reset to yet; None when
+        the journey is not running any more.
     """
     handle = client.get_workflow_handle(workflow_id)
     description = await handle.describe()
     if description.status != WorkflowExecutionStatus.RUNNING:
-        return False
+        return None
     history = await handle.fetch_history()
     points = [
         e.event_id
@@ -569,7 +574,7 @@ async def journeys_reset(journeys: int, progress: Progress, seed: int = 11) -> O
         client = clients[0]
         pending = list(range(journeys))
         rng.shuffle(pending)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         while pending:
             number = pending.pop()
             workflow_id = f"journey/{prog_ids[0]}/{workload.firm_id(number)}"
@@ -581,9 +586,11 @@ async def journeys_reset(journeys: int, progress: Progress, seed: int = 11) -> O
             if reset:
                 outcome.faults += 1
                 progress(f"reset {workflow_id} ({outcome.faults} of {journeys})")
+            elif reset is None:
+                outcome.notes.append(f"{workflow_id}: not reset (it had ended)")
             else:
-                outcome.notes.append(f"{workflow_id}: not reset (not running, or just begun)")
-            await asyncio.sleep(rng.uniform(0.05, 0.4))
+                pending.insert(0, number)  # just begun: its turn comes again
+            await asyncio.sleep(rng.uniform(0.02, 0.1))
 
     clients: list[Client] = []
     prog_ids: list[str] = []
