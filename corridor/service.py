@@ -505,19 +505,19 @@ async def _stored_version(handle: WorkflowHandle[Any, Any]) -> int | None:
 
 
 async def messages_settled(
-    client: Client, programme_id: str, firm_id: str, *, timeout: float = 120.0
+    client: Client, programme_id: str, firm_id: str, *, within: float = 120.0
 ) -> JourneyView:
     """Wait until a journey has stored its events and sent (or given up) its messages.
 
     Messages wait while the SMTP server cannot be reached: this returns once none is
-    waiting, or raises after ``timeout`` seconds.
+    waiting, or raises after ``within`` seconds.
 
     Raises:
         Refused: The firm has no journey in this programme.
-        TimeoutError: Messages still wait after ``timeout`` seconds.
+        TimeoutError: Messages still wait after ``within`` seconds.
     """
     await sync(client, programme_id, firm_id)
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         journey = await view(client, programme_id, firm_id)
         if journey.messages_waiting == 0 and journey.unstored == 0:
