@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from domain.calendar import local_date
-from domain.deadlines import evaluation_due_on, visit_due_on
+from domain.deadlines import evaluation_due_on, result_overdue_at, visit_due_on
 from domain.state import JourneyState, VisitStatus
 
 DIGEST_DAYS_AHEAD = 7
@@ -65,8 +65,8 @@ def digest_items(state: JourneyState, day: date) -> list[DigestItem]:
 
     Overdue: a meeting result recorded overdue, a next step recorded overdue, a return
     visit fallen due with nothing recorded, an evaluation awaiting its decision. Due
-    today or in the next 7 days: a meeting's result (on its day), a next step, a return
-    visit, the evaluation.
+    today or in the next 7 days: a meeting's result (due by the day it would fall
+    overdue), a next step, a return visit, the evaluation.
 
     Args:
         state: The journey's state as it stood on ``day`` (its deadlines folded).
@@ -82,16 +82,17 @@ def digest_items(state: JourneyState, day: date) -> list[DigestItem]:
     for meeting in state.meetings.values():
         if meeting.scheduled_at is None or meeting.outcome is not None:
             continue
+        # Its result is due by the day it falls overdue (the policy's days after it).
+        due_on = local_date(result_overdue_at(state, meeting.scheduled_at), state.tz)
         held_on = local_date(meeting.scheduled_at, state.tz)
-        if meeting.overdue or held_on >= day:
-            items.append(
-                (
-                    held_on,
-                    f"result of meeting {meeting.meeting_id} ({meeting.counterpart}, {held_on})",
-                    f"corridor meeting result {firm} {meeting.meeting_id} "
-                    "promising|neutral|not_interested|no_show|cancelled",
-                )
+        items.append(
+            (
+                min(due_on, day - timedelta(days=1)) if meeting.overdue else due_on,
+                f"result of meeting {meeting.meeting_id} ({meeting.counterpart}, {held_on})",
+                f"corridor meeting result {firm} {meeting.meeting_id} "
+                "promising|neutral|not_interested|no_show|cancelled",
             )
+        )
     for step in state.next_steps.values():
         if step.pending and (step.overdue or step.due_on >= day):
             items.append(
