@@ -29,7 +29,7 @@ from activities.store import EventStore
 from corridor import service
 from corridor.demo import ClockMode, Scenario
 from corridor.demo.player import play
-from corridor.imports import load_journal, load_roster
+from corridor.imports import InputError, load_journal, load_roster
 from corridor.runtime import build_worker
 from corridor.stack import TemporalDevServer
 from corridor.stack.smtp import LocalSmtpServer
@@ -408,3 +408,38 @@ async def test_smtp_stopped_loses_nothing_and_sends_nothing_twice(
         smtp.stop()
         await worker.shutdown()
         await asyncio.gather(running, return_exceptions=True)
+
+
+# --------------------------------------------------------------- the roster
+
+
+def test_the_roster_refuses_unknown_advisers_and_malformed_addresses(
+    tmp_path: Path, programme_id: str
+) -> None:
+    programme = _with_staff(programme_id)
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "firm_id,firm_name,contact_email,mission_id,introduced_on,adviser,language\n"
+        "acme,Acme,ana@acme.example,m1,2013-09-17,anna,en\n"
+        "beta,Beta,not-an-address,m1,2013-09-17,bob,fr\n"
+        "gamma,Gamma,,m1,2013-09-17,,de\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError) as caught:
+        load_roster(roster, programme)
+    problems = [(e.row, e.column, e.value) for e in caught.value.errors]
+    assert problems == [
+        (3, "adviser", "bob"),
+        (3, "contact_email", "not-an-address"),
+        (4, "language", "de"),
+    ]
+    assert "unknown staff id (known: anna)" in str(caught.value)
+    roster.write_text(
+        "firm_id,firm_name,contact_email,mission_id,introduced_on,adviser,language\n"
+        "acme,Acme,ana@acme.example,m1,2013-09-17,anna,en\n"
+        "gamma,Gamma,,m1,2013-09-17,,\n",
+        encoding="utf-8",
+    )
+    acme, gamma = load_roster(roster, programme)
+    assert (acme.firm.adviser, acme.firm.language) == ("anna", "en")
+    assert (gamma.firm.adviser, gamma.firm.language) == (None, "fr")
