@@ -7,7 +7,9 @@ carries through Temporal's history.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, Field
 
 from domain.events import EventEnvelope
 
@@ -71,3 +73,73 @@ class FindCommandResult(BaseModel):
     """
 
     stream_version: int | None = None
+
+
+# ------------------------------------------------------------------- messages (issue 9)
+
+SEND_MESSAGE = "send_message"
+"""Send the message an event of a journey causes (once), through the outbox."""
+
+SEND_DIGESTS = "send_digests"
+"""Send each adviser's daily digest (once per adviser and day), through the outbox."""
+
+
+class SendMessageInput(BaseModel):
+    """The event whose message to send: ids only, never an address or a body.
+
+    Attributes:
+        stream_id: The journey's stream.
+        stream_version: The version of the causing event (stored already).
+    """
+
+    stream_id: str
+    stream_version: int = Field(ge=1)
+
+
+class SendMessageResult(BaseModel):
+    """What the send did.
+
+    Attributes:
+        sent: True when the SMTP server accepted the message (now or on an earlier
+            attempt); only then does the journey record ``MessageSent``.
+        message_id: The message's id (None when the event tells nobody).
+        kind: The message's kind (``domain.messages.MessageKind``), if any.
+        recipient: ``contact`` or ``staff:<id>``, if any.
+        recorded: The stream already records this message as sent.
+        note: Why nothing was sent (no recipient, no address, no SMTP server, refused).
+    """
+
+    sent: bool = False
+    message_id: UUID | None = None
+    kind: str | None = None
+    recipient: str | None = None
+    recorded: bool = False
+    note: str | None = None
+
+
+class DigestRequest(BaseModel):
+    """Which digests to send.
+
+    Attributes:
+        at: The instant (aware) of the digest: each programme's office day is this
+            instant's date in its office time zone, and the journeys are taken as
+            they stood then.
+        programme_id: Only this programme (None: every programme).
+    """
+
+    at: AwareDatetime
+    programme_id: str | None = None
+
+
+class DigestResult(BaseModel):
+    """What the digests did: items and messages per adviser (``programme/staff``).
+
+    Attributes:
+        items: Items per adviser, for every adviser who had something to say.
+        sent: Advisers whose digest the SMTP server accepted (now or before).
+        skipped: Programmes skipped, with why (not a working day in the office).
+    """
+
+    items: dict[str, int] = Field(default_factory=dict)
+    sent: list[str] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict)

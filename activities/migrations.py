@@ -17,6 +17,9 @@ sequence, no more global lock), and one PL/pgSQL function, ``corridor_append``, 
 retry and the expected version, stores the events and upserts the read-model rows they
 change in one round trip. On a database of the previous version it keeps every stored
 event and its position.
+
+Migration 6 adds the outbox of messages (issue 9); the worker's role may insert, read
+and update its rows (a message's state), never delete them.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ async def _worker_role(connection: Connection) -> bool:
         GRANT SELECT ON schema_migrations TO {role};
         """
     )
+    if await connection.fetchval("SELECT to_regclass('outbox')") is not None:
+        await connection.execute(f"GRANT SELECT, INSERT, UPDATE ON outbox TO {role}")
     # The identity sequence's name, as the catalog quotes it (not needed by INSERT on
     # PostgreSQL 10+, which draws identity values without checking; granted for clarity).
     sequence = await connection.fetchval("SELECT pg_get_serial_sequence('events', 'position')")
@@ -248,6 +253,45 @@ _VOIDED_CONTRACTS = """
 )
 
 
+_OUTBOX_TABLE = """
+    -- Messages (issue 9): one row per message, its id derived from the event that caused
+    -- it and its recipient; the whole message as sent (addresses and body: personal data
+    -- kept here, never in Temporal's histories). 'pending' once written, 'sending' while
+    -- an attempt talks to the SMTP server (attempts counts them), 'sent' once the server
+    -- accepted it, 'refused' when it refused it for good.
+    CREATE TABLE IF NOT EXISTS outbox (
+        message_id     uuid PRIMARY KEY,
+        kind           text        NOT NULL,
+        programme_id   text        NOT NULL,
+        firm_id        text,
+        stream_id      text,
+        cause          text        NOT NULL,
+        recipient      text        NOT NULL,
+        to_address     text        NOT NULL,
+        business_date  date        NOT NULL,
+        subject        text        NOT NULL,
+        message        bytea       NOT NULL,
+        state          text        NOT NULL DEFAULT 'pending'
+                       CHECK (state IN ('pending', 'sending', 'sent', 'refused')),
+        attempts       integer     NOT NULL DEFAULT 0,
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        sent_at        timestamptz,
+        last_error     text
+    );
+    CREATE INDEX IF NOT EXISTS outbox_programme_idx ON outbox (programme_id, business_date);
+"""
+
+
+async def _outbox(connection: Connection) -> bool:
+    """Migration 6: the outbox, and the worker's role's rights on it (if it exists)."""
+    await connection.execute(_OUTBOX_TABLE)
+    if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", WORKER_ROLE):
+        await connection.execute(
+            f"GRANT SELECT, INSERT, UPDATE ON outbox TO {_ident(WORKER_ROLE)}"
+        )
+    return True
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (
         1,
@@ -345,6 +389,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (3, "worker role", _worker_role),
     (4, "appends without a global lock", _APPEND_WITHOUT_LOCK),
     (5, "voided contracts", _VOIDED_CONTRACTS),
+    (6, "outbox", _outbox),
 ]
 
 

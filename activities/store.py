@@ -63,6 +63,20 @@ _APPEND = (
 _HORIZON = f"(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {POSITION_BITS})"
 """Positions below this belong to transactions that have all ended (committed or not)."""
 
+class Contact(BaseModel):
+    """A firm's contact, as the roster gave it (personal data: never logged).
+
+    Attributes:
+        name: The contact's name, if known.
+        email: The contact's e-mail address, if known.
+        language: The language the contact is written to in (``fr`` or ``en``).
+    """
+
+    name: str | None = None
+    email: str | None = None
+    language: str = "fr"
+
+
 class ConcurrencyError(Exception):
     """The stream is not at the expected version, or an event id is stored elsewhere."""
 
@@ -341,6 +355,24 @@ class EventStore:
             firm_id,
         )
         return {r["stream_id"]: JourneyState.model_validate(r["state"]) for r in rows}
+
+    async def firm_contact(self, stream_id: str) -> Contact | None:
+        """The firm's contact, from the stream's ``FirmEnrolled`` event; None: no stream.
+
+        The one place contact details are read from the store (the messages' addresses
+        and greetings): personal fields stored encrypted are decrypted here.
+        """
+        firm = await self.pool.fetchval(
+            "SELECT data->'firm' FROM events WHERE stream_id = $1 AND stream_version = 1",
+            stream_id,
+        )
+        if firm is None:
+            return None
+        return Contact(
+            name=firm.get("contact_name"),
+            email=firm.get("contact_email"),
+            language=firm.get("language") or "fr",
+        )
 
     async def command_version(self, stream_id: str, command_id: str) -> int | None:
         """Version of the last event that ``command_id`` caused in the stream, or None."""

@@ -2,7 +2,9 @@
 
 ``worker.py`` (the deployed entry point), ``corridor dev``, ``corridor demo`` and the
 tests build their workers here. The worker runs the ``FirmJourney`` workflow and the
-``JourneyActivities.store_events`` activity on one task queue.
+``JourneyActivities.store_events`` activity on one task queue, and the messages' side
+(issue 9): the ``send_message`` and ``send_digests`` activities and the
+``AdviserDigests`` workflow of the daily schedule.
 """
 
 
@@ -19,6 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.journey import JourneyActivities
+from activities.mail import MailActivities, Mailer, SmtpServer
 from activities.migrations import migrate_database
 from activities.store import EventStore
 from corridor import deployment, observability
@@ -26,25 +29,36 @@ from corridor.logs import configure_logging
 from corridor.settings import load_settings
 from corridor.stack import read_stack_file
 from corridor.temporal import SearchAttributesMissing, connect, require_search_attributes
+from workflows.digest import AdviserDigests
 from workflows.journey import FirmJourney
 
 log = structlog.get_logger(__name__)
 
 
-def build_worker(client: Client, store: EventStore, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, store: EventStore, task_queue: str, mailer: Mailer | None = None
+) -> Worker:
     """Wire the journey's workflow and activities on ``task_queue``.
 
     Args:
         client: A client connected with the pydantic data converter.
         store: The event store the activities append to.
         task_queue: The task queue to poll.
+        mailer: The SMTP client messages go through; None: messages are kept in the
+            outbox, unsent, and nothing is recorded as sent.
     """
     activities = JourneyActivities(store)
+    mail = MailActivities(store, mailer)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[FirmJourney],
-        activities=[activities.store_events, activities.find_command],
+        workflows=[FirmJourney, AdviserDigests],
+        activities=[
+            activities.store_events,
+            activities.find_command,
+            mail.send_message,
+            mail.send_digests,
+        ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         deployment_config=deployment.deployment_config(),  # CORRIDOR_DEPLOYMENT_NAME, _BUILD_ID
     )
@@ -57,6 +71,7 @@ async def run_worker(
     stop: asyncio.Event,
     *,
     admin_dsn: str | None = None,
+    smtp_url: str | None = None,
 ) -> None:
     """Run a worker until ``stop`` is set, then shut it down gracefully.
 
@@ -67,6 +82,8 @@ async def run_worker(
         task_queue: The task queue to poll.
         stop: Set it to stop the worker.
         admin_dsn: DSN of the schema's owner, used only to migrate the schema first.
+        smtp_url: The SMTP server messages go through (``CORRIDOR_SMTP_URL``'s form);
+            None: messages are kept in the outbox, unsent.
 
     Raises:
         SearchAttributesMissing: The namespace lacks Corridor's search attributes.
@@ -82,13 +99,19 @@ async def run_worker(
         check_database=lambda: store.pool.fetchval("SELECT 1"),
         fetch=store.pool.fetch,
     ) as observed:  # CORRIDOR_METRICS_ADDRESS: /metrics, /livez, /readyz
-        worker = build_worker(observed.client, store, task_queue)
+        mailer = (
+            Mailer(SmtpServer.from_url(smtp_url), load_settings().mail_from) if smtp_url else None
+        )
+        if mailer is None:
+            log.warning("worker.no_smtp", reason="no SMTP server: messages stay in the outbox")
+        worker = build_worker(observed.client, store, task_queue, mailer)
         observed.watch(worker, stop)
         log.info(
             "worker.started",
             task_queue=task_queue,
             namespace=client.namespace,
             database_user=urllib.parse.urlsplit(dsn).username,
+            smtp=mailer.server.url if mailer else None,
         )
         async with worker:
             await stop.wait()
@@ -109,7 +132,14 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run_worker(client, dsn, settings.task_queue, stop, admin_dsn=settings.admin_dsn)
+        await run_worker(
+            client,
+            dsn,
+            settings.task_queue,
+            stop,
+            admin_dsn=settings.admin_dsn,
+            smtp_url=settings.smtp_url or (stack.smtp_url if stack else None),
+        )
     except SearchAttributesMissing as error:
         raise SystemExit(f"worker not started: {error}") from None
 

@@ -30,7 +30,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.calendar import ProgrammeClock
 from domain.commands import (
     ArrangeMeeting,
+    AssignAdviser,
     Command,
+    CompleteNextStep,
     CorrectContract,
     CorrectMeetingResult,
     CorrectVisitAttendance,
@@ -178,6 +180,8 @@ _UPDATES: dict[type[Command], str] = {
     VoidContract: "void_contract",
     CorrectMeetingResult: "correct_meeting_result",
     CorrectVisitAttendance: "correct_visit_attendance",
+    CompleteNextStep: "complete_next_step",
+    AssignAdviser: "assign_adviser",
 }
 """The update of ``FirmJourney`` that takes each staff command (also its signal's name)."""
 
@@ -529,3 +533,28 @@ async def _stored_version(handle: WorkflowHandle[Any, Any]) -> int | None:
     except (RPCError, WorkflowQueryFailedError):
         return None
     return journey.stored_version
+
+
+async def messages_settled(
+    client: Client, programme_id: str, firm_id: str, *, within: float = 120.0
+) -> JourneyView:
+    """Wait until a journey has stored its events and sent (or given up) its messages.
+
+    Messages wait while the SMTP server cannot be reached: this returns once none is
+    waiting, or raises after ``within`` seconds.
+
+    Raises:
+        Refused: The firm has no journey in this programme.
+        TimeoutError: Messages still wait after ``within`` seconds.
+    """
+    await sync(client, programme_id, firm_id)
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        journey = await view(client, programme_id, firm_id)
+        if journey.messages_waiting == 0 and journey.unstored == 0:
+            return journey
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(
+                f"{firm_id}: {journey.messages_waiting} message(s) still waiting to be sent"
+            )
+        await asyncio.sleep(0.2)

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
             (the embedded stack's is known).
         actor: Who sends the CLI's commands (``CORRIDOR_ACTOR``), recorded with their
             events, when ``--by`` is not given; None: the operating system's user.
+        smtp_url: The SMTP server messages go through
+            (``smtp://user:password@host:587?starttls=1``, ``smtps://...:465``); None:
+            the embedded one of ``corridor dev`` (``<data_dir>/mail/``), else none
+            (messages are kept in the outbox, unsent).
+        smtp_port: Port of the embedded SMTP server (0: any free port).
+        mail_from: The sender of programmes that name none.
+        digest_time: Local time (``HH:MM``) of the daily digest, in the office's zone.
+        office_timezone: The office's zone for the digest's schedule, when ``corridor
+            setup`` is given no programme file.
     """
 
     model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="ignore")
@@ -42,6 +51,11 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     ui_url: str | None = None
     actor: str | None = None
+    smtp_url: str | None = None
+    smtp_port: int = 0
+    mail_from: str = "corridor@localhost"
+    digest_time: str = "07:00"
+    office_timezone: str = "America/Toronto"
 
 
 @functools.cache

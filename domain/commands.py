@@ -162,6 +162,22 @@ class Withdraw(Command):
     reason: Notes = ""
 
 
+class CompleteNextStep(Command):
+    """Mark the next step agreed at a meeting's result done."""
+
+    kind: Literal["complete_next_step"] = "complete_next_step"
+    meeting_id: Identifier
+    notes: Notes = ""
+
+
+class AssignAdviser(Command):
+    """Give the firm to another adviser (a staff id of the programme)."""
+
+    kind: Literal["assign_adviser"] = "assign_adviser"
+    adviser_id: Identifier
+    notes: Notes = ""
+
+
 # ------------------------------------------------------------------- corrections
 
 
@@ -226,7 +242,9 @@ StaffCommand = Annotated[
     | CorrectContract
     | VoidContract
     | CorrectMeetingResult
-    | CorrectVisitAttendance,
+    | CorrectVisitAttendance
+    | CompleteNextStep
+    | AssignAdviser,
     Field(discriminator="kind"),
 ]
 """Any command staff send to a running journey."""

@@ -3,8 +3,8 @@
 Every date here is computed from the introduction and the programme's policy, in the
 programme's calendar (``domain.calendar``): return visit N falls due N x 6 months after
 the introduction, its reminder 30 days before, a meeting's result is overdue 7 days
-after it, a cycle's evaluation 24 months after the cycle began (BRIEF, "Time"; the
-figures are the default policy).
+after it, a next step not marked done the day after its due date, a cycle's evaluation
+24 months after the cycle began (BRIEF, "Time"; the figures are the default policy).
 
 ``next_deadline(state)`` is the journey's earliest pending deadline; ``due_events(state,
 now)`` fires, in order, every deadline up to ``now`` and folds the events it records.
@@ -24,9 +24,10 @@ from domain.events import (
     EvaluationCompleted,
     Event,
     MeetingResultOverdue,
+    NextStepOverdue,
     ReturnVisitDue,
     ReturnVisitMissed,
-    ReturnVisitReminderSent,
+    ReturnVisitReminderDue,
 )
 from domain.state import JourneyState, VisitStatus, evolve
 
@@ -62,6 +63,11 @@ def result_overdue_at(state: JourneyState, scheduled_at: datetime) -> datetime:
     return local + timedelta(days=state.programme.policy.result_overdue_after_days)
 
 
+def next_step_overdue_on(due_on: date) -> date:
+    """The day a next step due on ``due_on`` and not done is recorded overdue: the next."""
+    return due_on + timedelta(days=1)
+
+
 def cycle_started_on(state: JourneyState) -> date:
     """First day of the current cycle (cycles are anchored on the introduction)."""
     months = state.programme.policy.evaluation_after_months * (state.cycle - 1)
@@ -94,6 +100,7 @@ class DeadlineKind(StrEnum):
     VISIT_REMINDER = "visit_reminder"
     RESULT_OVERDUE = "result_overdue"
     EVALUATION_DUE = "evaluation_due"
+    NEXT_STEP_OVERDUE = "next_step_overdue"
 
 
 _TIE_ORDER = list(DeadlineKind)
@@ -179,6 +186,20 @@ def _next_deadline(state: JourneyState) -> Deadline | None:
                     ),
                 )
             )
+    for step in state.next_steps.values():
+        if step.pending and not step.overdue:
+            late_on = next_step_overdue_on(step.due_on)
+            candidates.append(
+                Deadline(
+                    at=start_of_day(late_on, state.tz),
+                    kind=DeadlineKind.NEXT_STEP_OVERDUE,
+                    subject=step.meeting_id,
+                    description=(
+                        f"next step of meeting {step.meeting_id} (due {step.due_on}) "
+                        f"overdue {late_on}"
+                    ),
+                )
+            )
     if state.cycle not in state.evaluations:
         due = evaluation_due_on(state)
         candidates.append(
@@ -198,7 +219,7 @@ def _fire(state: JourneyState, deadline: Deadline, now: datetime) -> list[Event]
     match deadline.kind:
         case DeadlineKind.VISIT_REMINDER:
             visit = int(deadline.subject)
-            return [ReturnVisitReminderSent(**when, visit=visit, due_on=visit_due_on(state, visit))]
+            return [ReturnVisitReminderDue(**when, visit=visit, due_on=visit_due_on(state, visit))]
         case DeadlineKind.RETURN_VISIT_DUE:
             visit = int(deadline.subject)
             events: list[Event] = []
@@ -215,6 +236,13 @@ def _fire(state: JourneyState, deadline: Deadline, now: datetime) -> list[Event]
             return [
                 MeetingResultOverdue(
                     **when, meeting_id=meeting.meeting_id, scheduled_at=meeting.scheduled_at
+                )
+            ]
+        case DeadlineKind.NEXT_STEP_OVERDUE:
+            step = state.next_steps[deadline.subject]
+            return [
+                NextStepOverdue(
+                    **when, meeting_id=step.meeting_id, next_step=step.next_step, due_on=step.due_on
                 )
             ]
         case DeadlineKind.EVALUATION_DUE:

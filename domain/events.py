@@ -148,15 +148,31 @@ class ContractSigned(Event):
         return f"contract {self.contract_id} signed with {self.counterpart}: {self.value}"
 
 
-class ReturnVisitReminderSent(Event):
-    """The firm was reminded of an upcoming return visit."""
+class ReturnVisitReminderDue(Event):
+    """The reminder of an upcoming return visit fell due (the policy's lead time).
 
-    type: Literal["ReturnVisitReminderSent"] = "ReturnVisitReminderSent"
+    It says the reminder is due, not that anyone was told: the message to the firm's
+    contact is recorded as ``MessageSent`` once it went out. Stored events and
+    histories written before issue 9 name it ``ReturnVisitReminderSent``; that name is
+    read as this event (an upcaster: nothing stored is rewritten).
+    """
+
+    type: Literal["ReturnVisitReminderDue", "ReturnVisitReminderSent"] = "ReturnVisitReminderDue"
     visit: int
     due_on: date
 
+    @field_validator("type")
+    @classmethod
+    def _upcast(cls, _value: str) -> str:
+        """``ReturnVisitReminderSent`` (its name before issue 9) is this event."""
+        return "ReturnVisitReminderDue"
+
     def summary(self) -> str:  # noqa: D102
-        return f"reminder: return visit {self.visit} due {self.due_on}"
+        return f"reminder of return visit {self.visit} (due {self.due_on}) due"
+
+
+LEGACY_EVENT_TYPES = {"ReturnVisitReminderSent": "ReturnVisitReminderDue"}
+"""Event types stored under an earlier name, and the event each is read as."""
 
 
 class ReturnVisitDue(Event):
@@ -274,6 +290,82 @@ class FirmWithdrew(Event):
         return "firm withdrew" + (f": {self.reason}" if self.reason else "")
 
 
+# ------------------------------------------------------ next steps, advisers, messages
+
+
+class NextStepScheduled(Event):
+    """A meeting result's next step with a due date became a deadline of the journey."""
+
+    type: Literal["NextStepScheduled"] = "NextStepScheduled"
+    meeting_id: str
+    next_step: str
+    due_on: date
+
+    def summary(self) -> str:  # noqa: D102
+        return f"next step of meeting {self.meeting_id} due {self.due_on}: {self.next_step}"
+
+
+class NextStepCompleted(Event):
+    """Staff marked a meeting's next step done."""
+
+    type: Literal["NextStepCompleted"] = "NextStepCompleted"
+    meeting_id: str
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        return f"next step of meeting {self.meeting_id} done"
+
+
+class NextStepOverdue(Event):
+    """A next step was not marked done by its due date (recorded the day after)."""
+
+    type: Literal["NextStepOverdue"] = "NextStepOverdue"
+    meeting_id: str
+    next_step: str
+    due_on: date
+
+    def summary(self) -> str:  # noqa: D102
+        return f"next step of meeting {self.meeting_id} (due {self.due_on}) overdue"
+
+
+class AdviserAssigned(Event):
+    """The firm was given to another adviser (a staff id of the programme)."""
+
+    type: Literal["AdviserAssigned"] = "AdviserAssigned"
+    adviser_id: str
+    previous_adviser_id: str | None = None
+    notes: str = ""
+
+    def summary(self) -> str:  # noqa: D102
+        before = self.previous_adviser_id or "nobody"
+        return f"firm reassigned from {before} to {self.adviser_id}"
+
+
+class MessageSent(Event):
+    """A message went out: the SMTP server accepted it (the send activity's result).
+
+    Carries ids only, never an address or a body (those stay in PostgreSQL's outbox).
+
+    Attributes:
+        message_id: The message's id (from the causing event's id and the recipient);
+            its ``Message-ID`` header is made from it.
+        kind: What it says (``visit_reminder``, ``result_overdue``,
+            ``next_step_overdue``, ``visit_missed``, ``evaluation_due``).
+        recipient: ``contact`` (the firm's contact) or ``staff:<id>`` (an adviser).
+        cause_version: Stream version of the event that caused it.
+    """
+
+    type: Literal["MessageSent"] = "MessageSent"
+    message_id: UUID
+    kind: str
+    recipient: str
+    cause_version: int
+
+    def summary(self) -> str:  # noqa: D102
+        who = "the firm's contact" if self.recipient == "contact" else self.recipient
+        return f"message sent to {who}: {self.kind.replace('_', ' ')}"
+
+
 # ------------------------------------------------------------------- corrections
 
 
@@ -370,7 +462,7 @@ AnyEvent = Annotated[
     | MeetingNotHeld
     | MeetingResultOverdue
     | ContractSigned
-    | ReturnVisitReminderSent
+    | ReturnVisitReminderDue
     | ReturnVisitDue
     | ReturnVisitAttended
     | ReturnVisitSkipped
@@ -381,7 +473,12 @@ AnyEvent = Annotated[
     | ContractCorrected
     | ContractVoided
     | MeetingResultCorrected
-    | VisitAttendanceCorrected,
+    | VisitAttendanceCorrected
+    | NextStepScheduled
+    | NextStepCompleted
+    | NextStepOverdue
+    | AdviserAssigned
+    | MessageSent,
     Field(discriminator="type"),
 ]
 """Any domain event, told apart by its ``type``."""

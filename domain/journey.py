@@ -25,7 +25,9 @@ from datetime import date, datetime, timedelta
 from domain.calendar import add_months, local_date, start_of_day
 from domain.commands import (
     ArrangeMeeting,
+    AssignAdviser,
     Command,
+    CompleteNextStep,
     CorrectContract,
     CorrectMeetingResult,
     CorrectVisitAttendance,
@@ -67,6 +69,7 @@ from domain.errors import (
     VisitRuleBroken,
 )
 from domain.events import (
+    AdviserAssigned,
     ContractCorrected,
     ContractSigned,
     ContractVoided,
@@ -79,6 +82,8 @@ from domain.events import (
     MeetingNotHeld,
     MeetingRequested,
     MeetingResultCorrected,
+    NextStepCompleted,
+    NextStepScheduled,
     ReturnVisitAttended,
     ReturnVisitSkipped,
     VisitAttendanceCorrected,
@@ -188,7 +193,8 @@ def _decide(state: JourneyState | None, command: Command, now: datetime) -> list
         case ArrangeMeeting():
             return [_arrange_meeting(state, command, day, now)]
         case RecordMeetingResult():
-            return [_record_result(state, command, day, now)]
+            result = _record_result(state, command, day, now)
+            return [result, *_next_step(state, command, result)]
         case SignContract():
             return [_sign_contract(state, command, day, now)]
         case RecordVisitAttendance():
@@ -205,6 +211,10 @@ def _decide(state: JourneyState | None, command: Command, now: datetime) -> list
             return [_correct_meeting_result(state, command, day, now)]
         case CorrectVisitAttendance():
             return [_correct_visit_attendance(state, command, day, now)]
+        case CompleteNextStep():
+            return [_complete_next_step(state, command, day, now)]
+        case AssignAdviser():
+            return [_assign_adviser(state, command, day, now)]
     raise DomainError(f"unknown command {type(command).__name__}")
 
 
@@ -247,6 +257,8 @@ def _enroll(state: JourneyState | None, command: EnrollFirm, now: datetime) -> F
             f"introduction date {day} is outside mission {mission.id} "
             f"({mission.starts_on} to {mission.ends_on})"
         )
+    if command.firm.adviser is not None:
+        command.programme.adviser(command.firm.adviser)
     return FirmEnrolled(
         occurred_at=start_of_day(day, tz),
         recorded_at=now,
@@ -342,6 +354,65 @@ def _record_result(
         **_when(state, day, now),
         meeting_id=meeting.meeting_id,
         outcome=command.outcome,
+        notes=command.notes,
+    )
+
+
+def _next_step(
+    state: JourneyState, command: RecordMeetingResult, result: MeetingHeld | MeetingNotHeld
+) -> list[NextStepScheduled]:
+    """A held meeting's next step with a due date becomes a deadline (issue 9).
+
+    Raises:
+        DateOutOfRange: The next step is due before the result's date.
+    """
+    if not isinstance(result, MeetingHeld) or command.next_step_due_on is None:
+        return []
+    day = local_date(result.occurred_at, state.tz)
+    if command.next_step_due_on < day:
+        raise DateOutOfRange(
+            f"next step of meeting {command.meeting_id} due on {command.next_step_due_on}, "
+            f"before the result ({day})"
+        )
+    return [
+        NextStepScheduled(
+            occurred_at=result.occurred_at,
+            recorded_at=result.recorded_at,
+            meeting_id=command.meeting_id,
+            next_step=command.next_step or "next step",
+            due_on=command.next_step_due_on,
+        )
+    ]
+
+
+def _complete_next_step(
+    state: JourneyState, command: CompleteNextStep, day: date, now: datetime
+) -> NextStepCompleted:
+    step = state.next_steps.get(command.meeting_id)
+    if step is None:
+        raise UnknownReference(
+            f"meeting {command.meeting_id} has no next step with a due date "
+            f"(known: {', '.join(sorted(state.next_steps)) or 'none'})"
+        )
+    result_on = state.meetings[command.meeting_id].result_on
+    if result_on is not None and day < result_on:
+        raise DateOutOfRange(
+            f"next step of meeting {command.meeting_id} done on {day}, before the "
+            f"meeting's result ({result_on})"
+        )
+    return NextStepCompleted(
+        **_when(state, day, now), meeting_id=command.meeting_id, notes=command.notes
+    )
+
+
+def _assign_adviser(
+    state: JourneyState, command: AssignAdviser, day: date, now: datetime
+) -> AdviserAssigned:
+    state.programme.adviser(command.adviser_id)
+    return AdviserAssigned(
+        **_when(state, day, now),
+        adviser_id=command.adviser_id,
+        previous_adviser_id=state.adviser_id,
         notes=command.notes,
     )
 
@@ -705,6 +776,11 @@ def _already_recorded(state: JourneyState, command: Command, today: date) -> boo
             return _decision_recorded(state, command, day)
         case Withdraw():
             return state.withdrawn_on == day
+        case CompleteNextStep():
+            step = state.next_steps.get(command.meeting_id)
+            return step is not None and not step.pending
+        case AssignAdviser():
+            return state.adviser_id == command.adviser_id
     return False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +38,29 @@ def printable(value: str) -> str:
             raise ValueError(f"contains a control character (U+{ord(character):04X})")
     return value
 
+
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+"""An e-mail address as staff type it: ``name@domain.tld`` (no display name, no spaces)."""
+
+
+def email_address(value: str) -> str:
+    """Check an e-mail address's shape (``name@domain.tld``).
+
+    Raises:
+        ValueError: It is not one (a message staff can act on).
+    """
+    if not re.fullmatch(EMAIL_PATTERN, value):
+        raise ValueError("not an e-mail address (expected name@domain.tld)")
+    return value
+
+
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(email_address)
+]
+"""An e-mail address (``name@domain.tld``), at most 200 characters."""
+
+Language = Literal["fr", "en"]
+"""The language a person is written to in: French (the default) or English."""
 
 Text = Annotated[
     str,
@@ -109,6 +132,25 @@ class Partner(BaseModel):
     region: Text | None = None
 
 
+class Staff(BaseModel):
+    """A member of the agency's staff who follows firms (an adviser).
+
+    Attributes:
+        id: Staff id, as the roster's ``adviser`` column names it.
+        name: Display name, used in the messages.
+        email: Where the adviser's messages and digests go (personal data: never
+            logged, never in a Temporal history).
+        language: The language the adviser is written to in.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    name: Text
+    email: Email
+    language: Language = "fr"
+
+
 class Programme(BaseModel):
     """A programme of missions run by an organiser, with its policy.
 
@@ -124,6 +166,12 @@ class Programme(BaseModel):
         partners: The partners who arrange meetings.
         notice: A note to show with every report of this programme (e.g. which of its
             figures are invented for a demonstration).
+        staff: The staff who follow the firms (issue 9: who is told what).
+        default_adviser: The staff id following a firm whose roster row names none.
+        office_timezone: IANA zone of the agency's office: the daily digest's working
+            days and hour are local to it.
+        sender: The address messages are sent from (``name@domain.tld``); None: the
+            mailer's default (``CORRIDOR_MAIL_FROM``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -137,8 +185,12 @@ class Programme(BaseModel):
     missions: list[Mission] = Field(min_length=1)
     partners: list[Partner] = Field(default_factory=list)
     notice: str | None = Field(default=None, max_length=1000)
+    staff: list[Staff] = Field(default_factory=list)
+    default_adviser: Identifier | None = None
+    office_timezone: str = "America/Toronto"
+    sender: Email | None = None
 
-    @field_validator("timezone")
+    @field_validator("timezone", "office_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         zone(value)
@@ -149,12 +201,15 @@ class Programme(BaseModel):
         for kind, ids in (
             ("mission", [m.id for m in self.missions]),
             ("partner", [p.id for p in self.partners]),
+            ("staff", [s.id for s in self.staff]),
         ):
             seen: set[str] = set()
             for item in ids:
                 if item in seen:
                     raise ValueError(f"{kind} id {item!r} appears twice")
                 seen.add(item)
+        if self.default_adviser is not None and self.default_adviser not in ids:
+            raise ValueError(f"default_adviser {self.default_adviser!r} is not in staff")
         return self
 
     def mission(self, mission_id: str) -> Mission:
@@ -168,6 +223,18 @@ class Programme(BaseModel):
                 return mission
         known = ", ".join(m.id for m in self.missions)
         raise UnknownReference(f"unknown mission {mission_id!r} (known: {known})")
+
+    def adviser(self, staff_id: str) -> Staff:
+        """Return the staff member with this id.
+
+        Raises:
+            UnknownReference: If the programme has no such staff member.
+        """
+        for member in self.staff:
+            if member.id == staff_id:
+                return member
+        known = ", ".join(m.id for m in self.staff) or "none"
+        raise UnknownReference(f"unknown staff id {staff_id!r} (known: {known})")
 
     def partner(self, partner_id: str) -> Partner:
         """Return the partner with this id.
@@ -183,7 +250,13 @@ class Programme(BaseModel):
 
 
 class Firm(BaseModel):
-    """A participating firm. Contact details are personal data: never logged."""
+    """A participating firm. Contact details are personal data: never logged.
+
+    Attributes:
+        adviser: Staff id of the adviser who follows it (None: the programme's
+            ``default_adviser``).
+        language: The language its contact is written to in (French by default).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -193,10 +266,10 @@ class Firm(BaseModel):
     city: Text | None = None
     contact_name: Text | None = None
     contact_email: str | None = Field(default=None, max_length=200)
+    adviser: Identifier | None = None
+    language: Language = "fr"
 
     @field_validator("contact_email")
     @classmethod
     def _looks_like_email(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-            raise ValueError("not an e-mail address (expected name@domain.tld)")
-        return value
+        return None if value is None else email_address(value)

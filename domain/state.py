@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from domain.calendar import local_date
 from domain.commands import Decision, Outcome
 from domain.events import (
+    AdviserAssigned,
     Assessment,
     ContractCorrected,
     ContractSigned,
@@ -35,10 +36,14 @@ from domain.events import (
     MeetingRequested,
     MeetingResultCorrected,
     MeetingResultOverdue,
+    MessageSent,
+    NextStepCompleted,
+    NextStepOverdue,
+    NextStepScheduled,
     ReturnVisitAttended,
     ReturnVisitDue,
     ReturnVisitMissed,
-    ReturnVisitReminderSent,
+    ReturnVisitReminderDue,
     ReturnVisitSkipped,
     VisitAttendanceCorrected,
 )
@@ -129,6 +134,31 @@ class VisitState(BaseModel):
     mission_id: str | None = None
 
 
+class NextStepState(BaseModel):
+    """A meeting result's next step with a due date (immutable).
+
+    Attributes:
+        meeting_id: The meeting whose result agreed it.
+        next_step: What was agreed.
+        due_on: When it is due (local to the programme).
+        done_on: When staff marked it done, or None.
+        overdue: True once it was recorded overdue (the day after ``due_on``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    meeting_id: str
+    next_step: str
+    due_on: date
+    done_on: date | None = None
+    overdue: bool = False
+
+    @property
+    def pending(self) -> bool:
+        """Not marked done yet."""
+        return self.done_on is None
+
+
 class EvaluationState(BaseModel):
     """The evaluation of one cycle (immutable)."""
 
@@ -152,6 +182,9 @@ class JourneyState(BaseModel):
         cycle: Current cycle, 1 for the first two years.
         visits: Return visits by number, once reminded or due.
         evaluations: Evaluations by cycle, once completed.
+        next_steps: Next steps with a due date, by meeting id.
+        assigned_adviser: The adviser the firm was reassigned to, if it was.
+        messages_sent: Messages that went out for this journey.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -169,6 +202,9 @@ class JourneyState(BaseModel):
     evaluations: dict[int, EvaluationState] = Field(default_factory=dict)
     withdrawn_on: date | None = None
     closed_on: date | None = None
+    next_steps: dict[str, NextStepState] = Field(default_factory=dict)
+    assigned_adviser: str | None = None
+    messages_sent: int = 0
     last_event_type: str | None = None
     last_event_summary: str | None = None
     last_event_at: AwareDatetime | None = None
@@ -177,6 +213,14 @@ class JourneyState(BaseModel):
     def tz(self) -> str:
         """The programme's time zone."""
         return self.programme.timezone
+
+    @property
+    def adviser_id(self) -> str | None:
+        """The staff id of the firm's adviser, None when the programme names nobody.
+
+        The adviser it was reassigned to, else the roster's, else the programme's default.
+        """
+        return self.assigned_adviser or self.firm.adviser or self.programme.default_adviser
 
     @property
     def is_over(self) -> bool:
@@ -321,7 +365,7 @@ def _(event: ContractSigned, state: JourneyState) -> Changes:
 
 
 @_apply.register
-def _(event: ReturnVisitReminderSent, state: JourneyState) -> Changes:
+def _(event: ReturnVisitReminderDue, state: JourneyState) -> Changes:
     if event.visit in state.visits:
         return {}
     visit = VisitState(visit=event.visit, due_on=event.due_on)
@@ -390,6 +434,41 @@ def _(event: EvaluationDecided, state: JourneyState) -> Changes:
 @_apply.register
 def _(event: FirmWithdrew, state: JourneyState) -> Changes:
     return {"withdrawn_on": local_date(event.occurred_at, state.tz)}
+
+
+def _next_step_changed(state: JourneyState, meeting_id: str, **fields: object) -> Changes:
+    step = state.next_steps[meeting_id].model_copy(update=fields)
+    return {"next_steps": {**state.next_steps, meeting_id: step}}
+
+
+@_apply.register
+def _(event: NextStepScheduled, state: JourneyState) -> Changes:
+    step = NextStepState(
+        meeting_id=event.meeting_id, next_step=event.next_step, due_on=event.due_on
+    )
+    return {"next_steps": {**state.next_steps, event.meeting_id: step}}
+
+
+@_apply.register
+def _(event: NextStepCompleted, state: JourneyState) -> Changes:
+    return _next_step_changed(
+        state, event.meeting_id, done_on=local_date(event.occurred_at, state.tz)
+    )
+
+
+@_apply.register
+def _(event: NextStepOverdue, state: JourneyState) -> Changes:
+    return _next_step_changed(state, event.meeting_id, overdue=True)
+
+
+@_apply.register
+def _(event: AdviserAssigned, state: JourneyState) -> Changes:
+    return {"assigned_adviser": event.adviser_id}
+
+
+@_apply.register
+def _(event: MessageSent, state: JourneyState) -> Changes:
+    return {"messages_sent": state.messages_sent + 1}
 
 
 # Corrections: the state shows the latest values; the corrected events stay in the stream.

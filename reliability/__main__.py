@@ -27,6 +27,7 @@ from reliability.scenarios import (
     journeys_reset,
     many_commands,
     postgres_stopped,
+    smtp_stopped,
     temporal_restarted,
     worker_killed,
 )
@@ -49,6 +50,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
             ("appends", lambda p: appends_out_of_order(20, p)),
             ("reset", lambda p: journeys_reset(8, p)),
             ("commands", lambda p: many_commands(600, p, continue_as_new_after=200)),
+            ("smtp", lambda p: smtp_stopped(6, p, outage=10.0)),
         ]
     return [
         ("worker", lambda p: worker_killed(50, p)),
@@ -58,6 +60,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
         ("appends", lambda p: appends_out_of_order(50, p)),
         ("reset", lambda p: journeys_reset(20, p)),
         ("commands", lambda p: many_commands(10_000, p, continue_as_new_after=2_000)),
+        ("smtp", lambda p: smtp_stopped(20, p, outage=30.0)),
     ]
 
 
@@ -129,7 +132,10 @@ def main(
     quick: Annotated[bool, typer.Option(help="The shorter CI subset.")] = False,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Only these: worker, postgres, temporal, burst, appends, bad-input."),
+        typer.Option(
+            help="Only these: worker, postgres, temporal, burst, appends, reset, commands, "
+            "smtp, bad-input."
+        ),
     ] = None,
     write: Annotated[bool, typer.Option(help="Write the figures to RELIABILITY.md.")] = True,
 ) -> None:

@@ -1,5 +1,8 @@
 """Fault scenarios: faults injected on real servers, outcomes counted.
 
+For the SMTP scenario, "events" are messages: expected, kept by the server, given to
+it twice (duplicates) or never (losses).
+
 Each scenario starts its own servers (loopback only), plays a workload, injects its
 fault, and compares what the event store holds with what the domain says it must hold.
 Every scenario is bounded in time and stops by itself.
@@ -8,6 +11,8 @@ Every scenario is bounded in time and stops by itself.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import itertools
 import os
 import random
@@ -17,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,10 +37,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from activities.mail import Mailer, SmtpServer
 from activities.store import EventStore
 from corridor import service
 from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from corridor.stack.smtp import LocalSmtpServer
 from domain.calendar import ProgrammeClock, zone
 from domain.commands import Command, RequestMeeting
 from domain.events import EventEnvelope
@@ -738,6 +746,95 @@ async def many_commands(
                     if largest <= CARRIED_BYTES_BOUND and outcome.duplicates == 0:
                         outcome.journeys_completed = 1
                 finally:
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+# ------------------------------------------------------------- SMTP stopped
+
+
+async def smtp_stopped(journeys: int, progress: Progress, outage: float = 30.0) -> Outcome:
+    """The SMTP server is stopped for ``outage`` seconds while reminders fall due.
+
+    Each journey has a contact and reaches the reminders of return visits 1 and 2 (two
+    messages) while the server is down: the messages wait, then go out once it is back.
+    Counted on the server's side: every message expected is kept (none lost), no
+    ``Message-ID`` was given twice (none twice), and each journey records two
+    ``MessageSent`` events.
+    """
+    outcome = Outcome(f"SMTP server stopped {outage:.0f} s, restarted", journeys=journeys)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        work = Path(tmp)
+        async with servers(work) as (temporal, _postgres, dsn):
+            client = await _connect(temporal)
+            smtp = LocalSmtpServer(work / "mail")  # down from the start
+            task_queue = f"faults-{uuid.uuid4()}"
+            prog = workload.programme(f"smtp-{uuid.uuid4().hex[:6]}")
+            async with EventStore.connect(dsn) as store:
+                mailer = Mailer(SmtpServer.from_url(smtp.url))
+                worker = build_worker(client, store, task_queue, mailer)
+                running = asyncio.create_task(worker.run())
+                try:
+                    outcome.faults = 1
+                    progress(f"SMTP server stopped for {outage:.0f} s")
+
+                    async def one(number: int) -> None:
+                        firm = workload.firm_id(number)
+                        enrolment = workload.enrolment(prog, number)
+                        enrolment = enrolment.model_copy(
+                            update={
+                                "firm": enrolment.firm.model_copy(
+                                    update={"contact_email": f"{firm}@firms.example"}
+                                )
+                            }
+                        )
+                        noon = datetime.combine(
+                            workload.INTRODUCED_ON, dt_time(12), tzinfo=zone(workload.TZ)
+                        )
+                        await service.enroll(
+                            client, enrolment, task_queue=task_queue,
+                            clock=ProgrammeClock.held_at(noon),
+                        )
+                        until = datetime(2014, 9, 1, 12, tzinfo=zone(workload.TZ))
+                        await service.advance_clock(client, prog.id, firm, until)
+
+                    await asyncio.gather(*(one(n) for n in range(journeys)))
+                    await asyncio.sleep(max(0.0, outage - (time.monotonic() - started)))
+                    waiting = 0
+                    for number in range(journeys):
+                        journey = await service.view(client, prog.id, workload.firm_id(number))
+                        waiting += journey.messages_waiting
+                    smtp.start()
+                    progress(f"SMTP server restarted ({waiting} messages waiting)")
+                    for number in range(journeys):
+                        journey = await service.messages_settled(
+                            client, prog.id, workload.firm_id(number), within=180
+                        )
+                        if journey.state.messages_sent == 2:
+                            outcome.journeys_completed += 1
+                    kept = [m for m in smtp.mailbox.messages()]
+                    given = Counter(
+                        email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
+                        for raw in smtp.deliveries
+                    )
+                    outcome.events_expected = 2 * journeys
+                    outcome.events_found = len(kept)
+                    outcome.losses = max(0, outcome.events_expected - len(kept))
+                    outcome.duplicates = sum(n - 1 for n in given.values())
+                    sent = await store.pool.fetchval(
+                        "SELECT count(*) FROM events WHERE event_type = 'MessageSent' "
+                        "AND stream_id LIKE $1",
+                        f"journey/{prog.id}/%",
+                    )
+                    outcome.notes.append(
+                        f"{waiting} messages waited while the server was down; "
+                        f"{sent} MessageSent events recorded, {len(given)} Message-IDs given"
+                    )
+                finally:
+                    smtp.stop()
                     await worker.shutdown()
                     await asyncio.gather(running, return_exceptions=True)
     outcome.seconds = time.monotonic() - started

@@ -610,15 +610,15 @@ def test_a_firm_caught_up_at_once_gets_every_past_deadline_in_calendar_order() -
     journey = Journey(now=date(2016, 1, 1))
     fired = journey.catch_up(date(2016, 1, 1))
     assert kinds(fired) == [
-        ("ReturnVisitReminderSent", 1, date(2014, 2, 15)),
+        ("ReturnVisitReminderDue", 1, date(2014, 2, 15)),
         ("ReturnVisitDue", 1, date(2014, 3, 17)),
-        ("ReturnVisitReminderSent", 2, date(2014, 8, 18)),
+        ("ReturnVisitReminderDue", 2, date(2014, 8, 18)),
         ("ReturnVisitMissed", 1, date(2014, 9, 17)),
         ("ReturnVisitDue", 2, date(2014, 9, 17)),
-        ("ReturnVisitReminderSent", 3, date(2015, 2, 15)),
+        ("ReturnVisitReminderDue", 3, date(2015, 2, 15)),
         ("ReturnVisitMissed", 2, date(2015, 3, 17)),
         ("ReturnVisitDue", 3, date(2015, 3, 17)),
-        ("ReturnVisitReminderSent", 4, date(2015, 8, 18)),
+        ("ReturnVisitReminderDue", 4, date(2015, 8, 18)),
         ("ReturnVisitMissed", 3, date(2015, 9, 17)),
         ("ReturnVisitDue", 4, date(2015, 9, 17)),
         ("EvaluationCompleted", 1, date(2015, 9, 17)),
@@ -894,7 +894,7 @@ def test_deciding_on_a_state_whose_deadlines_are_not_folded_is_a_programming_err
     assert "fold due_events(state, now) first" in str(caught.value)
     # Once the calendar is folded, the same command is decided.
     caught_up, fired = due_events(journey.state, later)
-    assert [type(e).__name__ for e in fired] == ["ReturnVisitReminderSent"]
+    assert [type(e).__name__ for e in fired] == ["ReturnVisitReminderDue"]
     [requested] = decide(caught_up, request("xerox-1", "Xerox"), later)
     assert isinstance(requested, MeetingRequested)
 

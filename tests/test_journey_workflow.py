@@ -923,7 +923,7 @@ async def test_late_enrolment_catches_up_every_past_deadline_in_calendar_order(
         reminder = midnight(due_on - timedelta(days=30))
         if reminder > now:
             break
-        expected.append(("ReturnVisitReminderSent", reminder, visit))
+        expected.append(("ReturnVisitReminderDue", reminder, visit))
         if midnight(due_on) > now:
             break
         if visit > 1:

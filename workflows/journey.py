@@ -39,16 +39,21 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.api import (
         FIND_COMMAND,
+        SEND_MESSAGE,
         STORE_EVENTS,
         FindCommandInput,
         FindCommandResult,
+        SendMessageInput,
+        SendMessageResult,
         StoreEventsInput,
         StoreEventsResult,
     )
     from domain.calendar import ProgrammeClock, local_date
     from domain.commands import (
         ArrangeMeeting,
+        AssignAdviser,
         Command,
+        CompleteNextStep,
         CorrectContract,
         CorrectMeetingResult,
         CorrectVisitAttendance,
@@ -63,8 +68,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.deadlines import Deadline, due_events, next_deadline
     from domain.errors import DomainError
-    from domain.events import Event, EventEnvelope
+    from domain.events import Event, EventEnvelope, MessageSent, NextStepScheduled
     from domain.journey import decide
+    from domain.messages import message_kind
     from domain.state import JourneyState, evolve
     from domain.timeline import TimelineEntry, entry
     from domain.wording import explain
@@ -83,6 +89,19 @@ SIGNAL_AUTHOR = "temporal (signal)"
 """Author of a command sent by signal without ``by`` (Temporal CLI or Web UI)."""
 UPDATE_AUTHOR = "temporal (update)"
 """Author of a command sent as an update without ``by`` (a client other than corridor)."""
+
+FOLLOW_UPS_PATCH = "follow-ups-reach-people"
+"""Patch of issue 9: next steps become deadlines and the journey's messages are sent.
+
+Journeys begun before it replay without it (no send activities, no next-step
+deadlines); their next run (after continue-as-new) follows it."""
+
+_SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+"""An SMTP server that cannot be reached is retried for as long as it lasts."""
 
 EVENT_ID_NAMESPACE = uuid.UUID("5b0c6f0e-7d1c-4d0e-9a55-8f2f1c6d0a11")
 
@@ -160,6 +179,7 @@ class JourneyInput(BaseModel):
         state: Earlier form of ``packed_state`` (runs started by older versions).
         command_ids: Earlier form of ``recent_commands``.
         answers: Earlier form of ``recent_updates``.
+        outgoing: Versions of stored events whose messages are not sent yet.
     """
 
     enrollment: EnrollFirm
@@ -176,6 +196,7 @@ class JourneyInput(BaseModel):
     state: JourneyState | None = None
     command_ids: list[str] = Field(default_factory=list)
     answers: dict[str, CommandResult] = Field(default_factory=dict)
+    outgoing: list[int] = Field(default_factory=list)
 
 
 class JourneyView(BaseModel):
@@ -190,6 +211,7 @@ class JourneyView(BaseModel):
     refusals: list[Refusal]
     clock: ProgrammeClock
     storage_problem: str | None = None
+    messages_waiting: int = 0
 
 
 class ClockChange(BaseModel):
@@ -238,6 +260,8 @@ SIGNALS = (
     "void_contract",
     "correct_meeting_result",
     "correct_visit_attendance",
+    "complete_next_step",
+    "assign_adviser",
 )
 """Signals (and updates) that carry staff commands."""
 
@@ -274,6 +298,11 @@ class FirmJourney:
 
     @workflow.init
     def __init__(self, input: JourneyInput) -> None:
+        # First, at the same place in every run: whether this run follows issue 9.
+        self._follow_ups = workflow.patched(FOLLOW_UPS_PATCH)
+        self._outgoing: list[int] = list(input.outgoing) if self._follow_ups else []
+        self._messages_recorded: set[uuid.UUID] = set()
+        self._sender: asyncio.Task[None] | None = None
         self._input = input
         self._clock = input.clock.anchored(workflow.now())
         self._state: JourneyState | None = (
@@ -333,6 +362,8 @@ class FirmJourney:
         if workflow.patched("describe-each-run"):
             self._describe()  # each run shows its details from its first task on
         self._index_catching_up = workflow.patched("catching-up-attribute")
+        if self._follow_ups:
+            self._sender = asyncio.create_task(self._send_messages())
         while True:
             self._catch_up()
             self._flush_description()
@@ -341,7 +372,8 @@ class FirmJourney:
                 continue
             state = self._journey
             if state.is_over:
-                await workflow.wait_condition(self._settled)
+                # Its last messages go out before it ends (they wait for the server).
+                await workflow.wait_condition(lambda: self._settled() and not self._outgoing)
                 if not self._unstored:
                     break
                 continue
@@ -409,6 +441,7 @@ class FirmJourney:
 
     def _stored(self, version: int) -> None:
         """Events up to ``version`` are in the event store."""
+        self._queue_messages([e for e in self._unstored if e.stream_version <= version])
         self._unstored = [e for e in self._unstored if e.stream_version > version]
         self._stored_state = self._pending_states.get(version, self._stored_state)
         self._pending_states = {v: s for v, s in self._pending_states.items() if v > version}
@@ -441,6 +474,7 @@ class FirmJourney:
             if envelope.command_id:
                 self._seen.add(envelope.command_id, envelope.stream_version)
         self._state = state
+        self._queue_messages(recorded)
         self._unstored, self._pending_states, self._decided_by = [], {}, {}
         self._stored_state = state
         self._stored_version = state.stream_version
@@ -452,6 +486,58 @@ class FirmJourney:
         )
         for command in redo:
             self._apply(_signal_name(type(command)), command)
+
+    def _queue_messages(self, stored: list[EventEnvelope]) -> None:
+        """Queue the messages that stored events cause (issue 9), in stream order."""
+        if not self._follow_ups:
+            return
+        for envelope in stored:
+            if message_kind(envelope.event) is not None:
+                self._outgoing.append(envelope.stream_version)
+
+    async def _send_messages(self) -> None:
+        """Send the queued messages one by one; record ``MessageSent`` for each sent.
+
+        The activity gets the stream and the event's version only: it reads the
+        journey and the addresses from PostgreSQL and sends once through the outbox.
+        Only a message the SMTP server accepted is recorded as sent.
+        """
+        stream_id = workflow.info().workflow_id
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outgoing))
+            version = self._outgoing[0]
+            result = await workflow.execute_activity(
+                SEND_MESSAGE,
+                SendMessageInput(stream_id=stream_id, stream_version=version),
+                result_type=SendMessageResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_SEND_RETRY,
+                summary=f"send the message of event {version}",
+            )
+            self._outgoing.pop(0)
+            if (
+                not result.sent
+                or result.recorded
+                or result.message_id is None
+                or result.message_id in self._messages_recorded
+            ):
+                continue
+            self._messages_recorded.add(result.message_id)
+            self._catch_up()
+            now = self._now()
+            self._record(
+                [
+                    MessageSent(
+                        occurred_at=now,
+                        recorded_at=now,
+                        message_id=result.message_id,
+                        kind=result.kind or "",
+                        recipient=result.recipient or "",
+                        cause_version=version,
+                    )
+                ],
+                None,
+            )
 
     async def _storage_blocked(self, problem: str) -> None:
         """Show that the store refuses this journey's events; wait, then try again."""
@@ -489,6 +575,7 @@ class FirmJourney:
             recent_updates=dict(list(self._updates.items())[-UPDATES_KEPT:]),
             refusals=self._refusals[-REFUSALS_KEPT:],
             timeline=self._timeline[-TIMELINE_KEPT:],
+            outgoing=self._outgoing,
         )
 
     # ------------------------------------------------------------- staff commands
@@ -590,6 +677,24 @@ class FirmJourney:
 
     @correct_visit_attendance.validator
     def _validate_correct_visit_attendance(self, command: CorrectVisitAttendance) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def complete_next_step(self, command: CompleteNextStep) -> CommandResult:
+        """Staff mark a meeting's next step done."""
+        return await self._execute(command)
+
+    @complete_next_step.validator
+    def _validate_complete_next_step(self, command: CompleteNextStep) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def assign_adviser(self, command: AssignAdviser) -> CommandResult:
+        """Staff give the firm to another adviser."""
+        return await self._execute(command)
+
+    @assign_adviser.validator
+    def _validate_assign_adviser(self, command: AssignAdviser) -> None:
         self._validate(command)
 
     @workflow.update
@@ -695,6 +800,16 @@ class FirmJourney:
         """Raw-JSON form of ``correct_visit_attendance``."""
         self._signal(CorrectVisitAttendance, payloads)
 
+    @workflow.signal(name="complete_next_step")
+    def complete_next_step_signal(self, *payloads: Any) -> None:
+        """Raw-JSON form of ``complete_next_step``."""
+        self._signal(CompleteNextStep, payloads)
+
+    @workflow.signal(name="assign_adviser")
+    def assign_adviser_signal(self, *payloads: Any) -> None:
+        """Raw-JSON form of ``assign_adviser``."""
+        self._signal(AssignAdviser, payloads)
+
     @workflow.signal
     def retry_storage(self) -> None:
         """Try storing the journey's events again now (after the store was fixed)."""
@@ -731,6 +846,7 @@ class FirmJourney:
             refusals=self._refusals,
             clock=self._clock,
             storage_problem=self._storage_problem,
+            messages_waiting=len(self._outgoing),
         )
 
     @workflow.query
@@ -918,6 +1034,8 @@ class FirmJourney:
 
     def _record(self, events: list[Event], command: Command | None) -> None:
         """Fold events into the state and queue them for the event store."""
+        if not self._follow_ups:  # a journey begun before issue 9 keeps its record
+            events = [e for e in events if not isinstance(e, NextStepScheduled)]
         stream_id = workflow.info().workflow_id
         command_id = command.command_id if command else None
         for event in events:
@@ -973,6 +1091,7 @@ class FirmJourney:
             f"- Meetings: {assessment.meetings_requested} requested, "
             f"{assessment.meetings_held} held; contracts: {assessment.contracts}",
             f"- Events stored: {self._stored_version} of {state.stream_version}",
+            *self._follow_up_lines(state),
             "",
             "Recent events:",
             "",
@@ -1003,6 +1122,25 @@ class FirmJourney:
                 and (deadline is None or deadline.at > self._now())
             )
         return self._caught_up
+
+    def _follow_up_lines(self, state: JourneyState) -> list[str]:
+        """Details of issue 9 (adviser, next steps, messages), for journeys that follow it."""
+        if not self._follow_ups:
+            return []
+        lines = [
+            f"- Adviser: {state.adviser_id or 'none'}; messages sent: {state.messages_sent}"
+            + (f", {len(self._outgoing)} waiting" if self._outgoing else "")
+        ]
+        for step in state.next_steps.values():
+            status = (
+                f"done {step.done_on}"
+                if step.done_on
+                else ("**overdue**" if step.overdue else "pending")
+            )
+            lines.append(
+                f"- Next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, {status})"
+            )
+        return lines
 
     def _index(self, state: JourneyState, deadline: Deadline | None) -> None:
         """Keep the search attributes current (only what changed is upserted)."""

@@ -3,10 +3,11 @@
 - ``servers``: dev, setup, migrate, rebuild;
 - ``files``: enroll (a roster), record (a journal);
 - ``staff``: one fact at a time (meeting request/arrange/result, contract, visit,
-  evaluate, withdraw) and its corrections (correct contract/meeting/visit, void
-  contract);
+  evaluate, withdraw, next-step done, reassign) and its corrections (correct
+  contract/meeting/visit, void contract);
 - ``reading``: status, report, timeline;
-- ``demo``: the seed's mission.
+- ``demo``: the seed's mission;
+- ``mail``: the messages the embedded SMTP server kept.
 
 What they share is in ``app`` (consoles, exit codes, options) and ``connections``
 (finding Temporal and the event store). Exit codes: 0 on success; 1 when a journey
@@ -21,7 +22,7 @@ import sys
 
 import typer
 
-from corridor.cli import demo, files, reading, servers, staff
+from corridor.cli import demo, files, mail, reading, servers, staff
 from corridor.cli.app import err, print_error
 
 app = typer.Typer(
@@ -38,6 +39,8 @@ correct_app = typer.Typer(
 app.add_typer(correct_app, name="correct")
 void_app = typer.Typer(help="Void a record made by mistake, with a reason.", no_args_is_help=True)
 app.add_typer(void_app, name="void")
+next_step_app = typer.Typer(help="A meeting result's next step.", no_args_is_help=True)
+app.add_typer(next_step_app, name="next-step")
 
 app.command()(servers.dev)
 app.command()(files.enroll)
@@ -60,6 +63,9 @@ app.command()(reading.report)
 app.command()(servers.rebuild)
 app.command()(servers.migrate)
 app.command()(demo.demo)
+next_step_app.command("done")(staff.next_step_done)
+app.command()(staff.reassign)
+app.command("mail")(mail.mail)
 
 
 def main() -> None:

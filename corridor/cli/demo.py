@@ -67,7 +67,9 @@ def demo(
         async with embedded_stack(settings, search_attributes=search.ALL) as stack:
             client = await connect(stack.temporal_address)
             stop = asyncio.Event()
-            worker = asyncio.create_task(run_worker(client, stack.dsn, settings.task_queue, stop))
+            worker = asyncio.create_task(
+                run_worker(client, stack.dsn, settings.task_queue, stop, smtp_url=stack.smtp_url)
+            )
             try:
                 await play_on(client, stack)
             finally:

@@ -77,6 +77,23 @@ def status(
             if firm is not None:
                 view = await service.view(connections.client, programme_id, firm)
                 out.print(f"business date: {view.business_now.astimezone(tz).date()}")
+                state = view.state
+                out.print(
+                    f"adviser: {state.adviser_id or 'none'}; messages sent: "
+                    f"{state.messages_sent}"
+                    + (f", {view.messages_waiting} waiting" if view.messages_waiting else "")
+                )
+                for step in state.next_steps.values():
+                    done = (
+                        f"done {step.done_on}"
+                        if step.done_on
+                        else ("overdue" if step.overdue else "pending")
+                    )
+                    out.print(
+                        f"next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, "
+                        f"{done})",
+                        soft_wrap=True,
+                    )
                 for refusal in view.refusals[-5:]:
                     when = refusal.at.astimezone(tz).date()
                     out.print(

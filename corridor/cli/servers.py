@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,9 @@ import typer
 from activities.migrations import MigrationError, migrate_database
 from corridor.cli.app import err, out, run
 from corridor.cli.connections import connected, open_store
+from corridor.digest import digest_time, ensure_digest_schedule
 from corridor.errors import Failure
+from corridor.imports import load_programme
 from corridor.logs import configure_logging
 from corridor.runtime import run_worker
 from corridor.settings import load_settings
@@ -40,28 +43,63 @@ def dev(
             settings, headless=headless, search_attributes=search.ALL
         ) as stack:
             client = await connect(stack.temporal_address)
+            await ensure_digest_schedule(
+                client,
+                settings.task_queue,
+                settings.office_timezone,
+                digest_time(settings.digest_time),
+            )
             err.print(
                 f"Corridor is running. Temporal Web UI: {stack.ui_url or '(headless)'}"
                 f"  Temporal: {stack.temporal_address}  Data: {settings.data_dir}\n"
+                f"Mail: {stack.smtp_url} (`corridor mail` lists what was sent); daily digest "
+                f"at {settings.digest_time} {settings.office_timezone} on working days.\n"
                 "Press Ctrl-C to stop.",
                 highlight=False,
             )
-            await run_worker(client, stack.dsn, settings.task_queue, stop)
+            await run_worker(
+                client, stack.dsn, settings.task_queue, stop, smtp_url=stack.smtp_url
+            )
 
     run(main())
 
 
-def setup() -> None:
-    """Register Corridor's search attributes on the Temporal cluster (idempotent)."""
+def setup(
+    programme: Annotated[
+        Path | None,
+        typer.Option(
+            "--programme",
+            help="Programme file whose office_timezone the daily digest follows "
+            "(default: CORRIDOR_OFFICE_TIMEZONE).",
+        ),
+    ] = None,
+) -> None:
+    """Register Corridor's search attributes and the daily digest's schedule (idempotent).
+
+    The digest runs at CORRIDOR_DIGEST_TIME (default 07:00) in the office's time zone,
+    Monday to Friday, overlaps skipped.
+    """
     configure_logging("WARNING")
     settings = load_settings()
+    timezone = settings.office_timezone
 
     async def main() -> None:
+        zone_name = load_programme(programme).office_timezone if programme else timezone
         async with connected(settings, search_attributes=False) as connections:
             added = await register_search_attributes(connections.client)
+            schedule = await ensure_digest_schedule(
+                connections.client,
+                settings.task_queue,
+                zone_name,
+                digest_time(settings.digest_time),
+            )
         out.print(
             f"search attributes: {len(added)} added ({', '.join(added) or 'none'}), "
             f"{len(search.ALL) - len(added)} already registered"
+        )
+        out.print(
+            f"daily digest schedule {schedule}: {settings.digest_time} {zone_name}, "
+            "Monday to Friday"
         )
 
     run(main())

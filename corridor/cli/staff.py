@@ -1,5 +1,8 @@
 """Staff commands, one fact at a time: meetings, contract, visit, evaluate, withdraw.
 
+Also a next step marked done (``next-step done``) and a firm given to another adviser
+(``reassign``).
+
 And the corrections of what they recorded: ``correct contract|meeting|visit`` and
 ``void contract``, each with a reason.
 """
@@ -32,7 +35,9 @@ from corridor.logs import configure_logging
 from corridor.settings import load_settings
 from domain.commands import (
     ArrangeMeeting,
+    AssignAdviser,
     Command,
+    CompleteNextStep,
     CorrectContract,
     CorrectMeetingResult,
     CorrectVisitAttendance,
@@ -331,6 +336,48 @@ def withdraw(
         programme,
         firm,
         lambda: Withdraw(reason=reason, occurred_on=_date(on, "--on"), command_id=command_id),
+        by,
+    )
+
+
+def next_step_done(
+    firm: str,
+    meeting_id: Annotated[str, typer.Argument(help="The meeting whose next step is done.")],
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+    by: ByOption = None,
+) -> None:
+    """Mark the next step agreed at a meeting's result done (it is then never overdue)."""
+    _send_one(
+        programme,
+        firm,
+        lambda: CompleteNextStep(
+            meeting_id=meeting_id, notes=notes, occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
+        by,
+    )
+
+
+def reassign(
+    firm: str,
+    adviser: Annotated[str, typer.Argument(help="Staff id of the new adviser.")],
+    notes: Annotated[str, typer.Option(help="Notes.")] = "",
+    programme: ProgrammeOption = None,
+    on: OnOption = None,
+    command_id: CommandIdOption = None,
+    by: ByOption = None,
+) -> None:
+    """Give the firm to another adviser (a staff id of the programme file)."""
+    _send_one(
+        programme,
+        firm,
+        lambda: AssignAdviser(
+            adviser_id=adviser, notes=notes, occurred_on=_date(on, "--on"),
+            command_id=command_id,
+        ),
         by,
     )
 

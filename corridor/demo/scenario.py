@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import Client
 
 from activities.store import EventStore
+from corridor import service
 from corridor.demo.player import ClockMode, play
 from corridor.errors import Failure
 from corridor.imports import JournalRecord, load_journal, load_programme, load_roster
@@ -128,8 +129,11 @@ async def run_scenario(
         err.print(f"refused: journal.csv row {row} ({firm}): {message}")
     for firm, why in outcome.clocks_not_reset:
         err.print(f"clock not set back to real time: {firm}: {why}")
+    for enrolment in roster:  # the last messages go out before they are counted
+        await service.messages_settled(client, programme.id, enrolment.firm.id)
     async with EventStore.connect(stack.dsn) as store:
         await print_bilan(store, programme.id, out=out, err=err)
+        await print_messages(store, programme, first, scenario.until, out=out)
     if stack.ui_url:
         out.print(
             "Every journey is kept: run `corridor dev` and open the Temporal Web UI at "
@@ -142,3 +146,43 @@ async def run_scenario(
         raise Failure(
             f"{len(outcome.clocks_not_reset)} journey(s) left on the compressed clock", 1
         )
+
+
+async def print_messages(
+    store: EventStore, programme: Programme, first: date, until: date, *, out: Console
+) -> None:
+    """Say how many messages went to whom over the demo's years (from the outbox).
+
+    Args:
+        store: The event store (its pool reads the outbox).
+        programme: The programme.
+        first: The first business date played.
+        until: The last one.
+        out: Where to print.
+    """
+    rows = await store.pool.fetch(
+        "SELECT recipient, firm_id, kind, count(*) AS n FROM outbox "
+        "WHERE programme_id = $1 AND state = 'sent' AND business_date BETWEEN $2 AND $3 "
+        "GROUP BY recipient, firm_id, kind",
+        programme.id,
+        first,
+        until,
+    )
+    names = {f"staff:{s.id}": s.name for s in programme.staff}
+    by_whom: dict[str, dict[str, int]] = {}
+    for row in rows:
+        who = (
+            f"the contact of {row['firm_id']}"
+            if row["recipient"] == "contact"
+            else names.get(row["recipient"], row["recipient"])
+        )
+        kinds = by_whom.setdefault(who, {})
+        kinds[row["kind"]] = kinds.get(row["kind"], 0) + row["n"]
+    total = sum(sum(k.values()) for k in by_whom.values())
+    out.print(
+        f"Messages sent from {first} to {until} (business dates): {total}"
+        + (" (`corridor mail` lists them)" if total else "")
+    )
+    for who, kinds in sorted(by_whom.items(), key=lambda item: (-sum(item[1].values()), item[0])):
+        detail = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
+        out.print(f"  {who}: {sum(kinds.values())} ({detail})")

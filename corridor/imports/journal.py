@@ -21,6 +21,7 @@ from corridor.imports.spreadsheet import RowReader, build_model, read_csv, row_c
 from corridor.imports.values import parse_amount, parse_aware_datetime, parse_currency, parse_date
 from domain.commands import (
     ArrangeMeeting,
+    CompleteNextStep,
     CorrectContract,
     CorrectMeetingResult,
     CorrectVisitAttendance,
@@ -64,9 +65,13 @@ _ACTION_COLUMNS: dict[str, set[str]] = {
     "visit_skipped": {"mission_id"},
     "evaluation_decided": {"decision"},
     "withdrew": set(),
+    "next_step_done": {"meeting_id"},
 }
 CORRECTION_COLUMNS = ("signed_on", "visit", "attendance", "reason")
 """Optional columns of the corrections (a journal without corrections leaves them out)."""
+NEXT_STEP_COLUMNS = ("next_step", "next_step_due_on")
+"""Optional columns of ``meeting_held``: the next step agreed and its due date (issue 9);
+the action ``next_step_done`` (column ``meeting_id``) marks it done."""
 AUTHOR_COLUMN = "recorded_by"
 """Optional column: who made the record (else ``corridor record --by``)."""
 _CORRECTION_ACTIONS: dict[str, set[str]] = {
@@ -85,7 +90,7 @@ _CORRECTION_ACTIONS: dict[str, set[str]] = {
 }
 _ACTION_COLUMNS |= _CORRECTION_ACTIONS
 ACTIONS = tuple(_ACTION_COLUMNS)
-_ALL_COLUMNS = (*JOURNAL_COLUMNS, *CORRECTION_COLUMNS, AUTHOR_COLUMN)
+_ALL_COLUMNS = (*JOURNAL_COLUMNS, *CORRECTION_COLUMNS, *NEXT_STEP_COLUMNS, AUTHOR_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ def _journal_command(reader: RowReader, action: str) -> StaffCommand | None:
     day = reader.parsed("occurred_on", parse_date, "a date")
     notes = reader.text("notes", required=False) or ""
     reader.unused([c for c in JOURNAL_COLUMNS[3:-1] if c not in _ACTION_COLUMNS[action]])
+    if action != "meeting_held":
+        reader.unused(list(NEXT_STEP_COLUMNS))
     model: type[BaseModel]
     fields: dict[str, Any] = {"occurred_on": day}
     match action:
@@ -139,7 +146,14 @@ def _journal_command(reader: RowReader, action: str) -> StaffCommand | None:
                 "meeting_id": reader.text("meeting_id"),
                 "outcome": reader.choice("outcome", Outcome),
                 "notes": notes,
+                "next_step": reader.text("next_step", required=False),
+                "next_step_due_on": reader.parsed(
+                    "next_step_due_on", parse_date, "a date", required=False
+                ),
             }
+        case "next_step_done":
+            model = CompleteNextStep
+            fields |= {"meeting_id": reader.text("meeting_id"), "notes": notes}
         case "contract_signed":
             meeting_id = reader.text("meeting_id", required=False)
             counterpart = reader.text("counterpart")
@@ -335,6 +349,7 @@ def load_journal(
             continue
         command: StaffCommand | None
         if action in _CORRECTION_ACTIONS:
+            reader.unused(list(NEXT_STEP_COLUMNS))
             command = _correction_command(reader, action)
         else:
             reader.unused(list(CORRECTION_COLUMNS))

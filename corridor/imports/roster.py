@@ -21,7 +21,11 @@ ROSTER_COLUMNS = (
     "mission_id",
     "introduced_on",
     "wants_to_meet",
+    "adviser",
+    "language",
 )
+"""The roster's columns; ``adviser`` (a staff id of the programme) and ``language``
+(``fr``, the default, or ``en``: the contact's) are optional (issue 9)."""
 _ROSTER_REQUIRED = {"firm_id", "firm_name", "mission_id", "introduced_on"}
 
 
@@ -52,6 +56,15 @@ def load_roster(path: Path, programme: Programme, today: date | None = None) -> 
             known = ", ".join(m.id for m in programme.missions)
             reader.fail("mission_id", f"unknown mission (known: {known})")
             mission_id = None
+        adviser = row.get("adviser") or None
+        if adviser is not None and adviser not in {m.id for m in programme.staff}:
+            known = ", ".join(m.id for m in programme.staff) or "none in the programme file"
+            reader.fail("adviser", f"unknown staff id (known: {known})")
+            adviser = None
+        language = row.get("language") or "fr"
+        if language not in ("fr", "en"):
+            reader.fail("language", "is not a language Corridor writes in (fr or en)")
+            language = "fr"
         introduced_on = reader.parsed("introduced_on", parse_date, "a date")
         if introduced_on is not None and mission_id is not None:
             mission = programme.mission(mission_id)
@@ -73,6 +86,8 @@ def load_roster(path: Path, programme: Programme, today: date | None = None) -> 
             city=row.get("city") or None,
             contact_name=row.get("contact_name") or None,
             contact_email=row.get("contact_email") or None,
+            adviser=adviser,
+            language=language,
         )
         wants = [w.strip() for w in row.get("wants_to_meet", "").split("|") if w.strip()]
         if firm is None or mission_id is None or introduced_on is None:

@@ -12,6 +12,7 @@ from activities.migrations import MigrationError, migrate_database, role_dsn
 from corridor.settings import Settings
 from corridor.stack.postgres import EmbeddedPostgres
 from corridor.stack.processes import StackError
+from corridor.stack.smtp import LocalSmtpServer
 from corridor.stack.stack_file import StackInfo, reap_stale_stack, write_stack_file
 from corridor.stack.temporal import SearchAttributes, TemporalDevServer
 
@@ -35,7 +36,7 @@ async def embedded_stack(
     headless: bool = False,
     search_attributes: SearchAttributes | None = None,
 ) -> AsyncIterator[StackInfo]:
-    """Run PostgreSQL and the Temporal dev server for as long as the context is open.
+    """Run PostgreSQL, the Temporal dev server and an SMTP server while the context is open.
 
     PostgreSQL keeps its data in ``<data_dir>/postgres`` (skipped when
     ``settings.dsn`` is set, which is then used as is) and Temporal in
@@ -43,6 +44,8 @@ async def embedded_stack(
     schema is migrated with an administrator's DSN (the embedded server's superuser,
     or ``settings.admin_dsn``; without one the worker checks or migrates it itself), and
     the stack's DSN is the worker's: role ``corridor_worker`` on the embedded server.
+    Unless ``settings.smtp_url`` names a real one, an SMTP server on loopback keeps each
+    message as a file under ``<data_dir>/mail/`` (``corridor mail`` reads them).
     While the context is open, ``<data_dir>/stack.json`` describes the stack for
     ``read_stack_file``. Both servers are stopped, and the file removed, on exit,
     including on exceptions and cancellation.
@@ -84,7 +87,15 @@ async def embedded_stack(
         )
         stack.push_async_callback(temporal.stop)
         await temporal.start()
-        info = StackInfo(temporal_address=temporal.address, ui_url=temporal.ui_url, dsn=dsn)
+        smtp_url = settings.smtp_url
+        if smtp_url is None:  # the embedded SMTP server keeps each message under mail/
+            smtp = LocalSmtpServer(data_dir / "mail", settings.smtp_port)
+            smtp.start()
+            stack.callback(smtp.stop)
+            smtp_url = smtp.url
+        info = StackInfo(
+            temporal_address=temporal.address, ui_url=temporal.ui_url, dsn=dsn, smtp_url=smtp_url
+        )
         stack_file = write_stack_file(data_dir, info, temporal_pid=temporal.pid)
         stack.callback(stack_file.unlink, missing_ok=True)
         log.info(

@@ -33,6 +33,8 @@ class StackInfo(BaseModel):
         ui_url: URL of the Temporal web UI, or ``None`` when the server is headless.
         dsn: PostgreSQL DSN usable by ``asyncpg.connect``: the worker's (for the
             embedded server, the role ``corridor_worker``; never the administrator's).
+        smtp_url: The embedded SMTP server (``smtp://127.0.0.1:PORT``) that keeps each
+            message under ``<data_dir>/mail/``, or None.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,6 +42,7 @@ class StackInfo(BaseModel):
     temporal_address: str
     ui_url: str | None
     dsn: str
+    smtp_url: str | None = None
 
 
 def _read_stack_json(path: Path) -> dict[str, Any] | None:
@@ -72,6 +75,7 @@ def read_stack_file(data_dir: Path) -> StackInfo | None:
             temporal_address=data["temporal_address"],
             ui_url=data.get("temporal_ui_url"),
             dsn=data["dsn"],
+            smtp_url=data.get("smtp_url"),
         )
     except (KeyError, ValidationError):
         return None
@@ -95,6 +99,7 @@ def write_stack_file(data_dir: Path, info: StackInfo, *, temporal_pid: int | Non
         "temporal_address": info.temporal_address,
         "temporal_ui_url": info.ui_url,
         "dsn": info.dsn,
+        "smtp_url": info.smtp_url,
         "pid": os.getpid(),
         "temporal_pid": temporal_pid,
     }

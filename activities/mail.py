@@ -1,0 +1,483 @@
+"""Messages that reach people (issue 9): the outbox, the SMTP client, the activities.
+
+**Once, as people see it.** Each message has an id derived from the event that caused
+it and its recipient (``domain.messages.message_id``); its ``Message-ID`` header is made
+from that id. The activity writes the whole message (addresses, body: personal data
+stays in PostgreSQL, never in a Temporal history) to the ``outbox`` table before the
+first attempt, and sends exactly those bytes on every attempt:
+
+1. the row is written once (``pending``); a retry finds it;
+2. ``sending``: the attempt is counted, then the SMTP server is given the message;
+3. ``sent`` once the server accepted it (the activity then returns ``sent``, and the
+   journey records ``MessageSent``). A retry of a message already ``sent`` sends
+   nothing: it only answers ``sent`` again.
+
+A worker killed between the server's acceptance and step 3 leaves the row ``sending``;
+the retry sends the same bytes again, with the same ``Message-ID``. No SMTP client can
+close that window (the server's "250 OK" and our commit are two machines' acts): the
+embedded server (``corridor.stack.smtp``) keeps one file per ``Message-ID``, so its
+mailbox holds the message once, and mailbox providers and mail clients that collapse
+messages sharing a ``Message-ID`` show it once. With a relay that does not, the
+residual risk is a second copy when a worker dies in that window of milliseconds.
+
+A server that cannot be reached (or answers 4xx) is retried by Temporal with backoff for
+as long as it lasts: messages wait and go out once it is back. A message the server
+refuses for good (5xx) is marked ``refused`` and nothing is recorded as sent.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formataddr, formatdate
+from typing import Any
+from uuid import UUID
+
+import aiosmtplib
+import structlog
+from temporalio import activity
+
+from activities.api import (
+    SEND_DIGESTS,
+    SEND_MESSAGE,
+    DigestRequest,
+    DigestResult,
+    SendMessageInput,
+    SendMessageResult,
+)
+from activities.store import EventStore
+from domain.calendar import local_date
+from domain.digest import digest_items
+from domain.events import Event, MessageSent
+from domain.messages import (
+    CONTACT,
+    Draft,
+    MessageKind,
+    digest_draft,
+    draft,
+    message_id,
+    message_kind,
+    recipient,
+    staff_recipient,
+)
+from domain.programme import Language
+from domain.state import JourneyState, fold
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_SENDER = "corridor@localhost"
+"""The sender of a programme that names none, unless the worker is given another."""
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where and how to send (from ``CORRIDOR_SMTP_URL``).
+
+    Attributes:
+        host: The server's host name or address.
+        port: Its port (25, 587 for STARTTLS, 465 for implicit TLS).
+        username: The login, if the server wants one.
+        password: Its password.
+        starttls: Upgrade the connection with STARTTLS (required when True).
+        tls: Implicit TLS from the first byte (``smtps://``).
+        timeout: Seconds for each step of the conversation.
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False
+    timeout: float = 10.0
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        """Read ``smtp://user:pass@host:587?starttls=1`` or ``smtps://user:pass@host:465``.
+
+        Raises:
+            ValueError: Not an ``smtp://`` or ``smtps://`` URL with a host.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(
+                "CORRIDOR_SMTP_URL must look like smtp://user:password@host:587?starttls=1 "
+                "or smtps://user:password@host:465"
+            )
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if tls else 25),
+            username=urllib.parse.unquote(parts.username) if parts.username else None,
+            password=urllib.parse.unquote(parts.password) if parts.password else None,
+            starttls=query.get("starttls", "0").lower() in ("1", "true", "yes"),
+            tls=tls,
+            timeout=float(query.get("timeout", "10")),
+        )
+
+    @property
+    def url(self) -> str:
+        """The server as a URL, without its password (for logs)."""
+        user = f"{self.username}@" if self.username else ""
+        scheme = "smtps" if self.tls else "smtp"
+        return f"{scheme}://{user}{self.host}:{self.port}{'?starttls=1' if self.starttls else ''}"
+
+
+class Mailer:
+    """Sends a message's bytes to an SMTP server (aiosmtplib).
+
+    Args:
+        server: The server.
+        sender: The default envelope and ``From`` address (a programme's ``sender``
+            comes first).
+    """
+
+    def __init__(self, server: SmtpServer, sender: str = DEFAULT_SENDER) -> None:
+        self.server = server
+        self.sender = sender
+
+    async def send(self, message: bytes, sender: str, to: str) -> None:
+        """Hand one message to the server.
+
+        Raises:
+            aiosmtplib.SMTPException, OSError: As aiosmtplib raises them.
+        """
+        server = self.server
+        await aiosmtplib.send(
+            message,
+            sender=sender,
+            recipients=[to],
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.tls,
+            start_tls=server.starttls,
+            timeout=server.timeout,
+        )
+
+
+def _refused_for_good(error: BaseException) -> bool:
+    """A 5xx answer about this message (not the login): retrying cannot help."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return all(r.code >= 500 for r in error.recipients)
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return False  # a configuration to fix: messages wait for it
+    return isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2] or "localhost"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to write to the outbox (then send)."""
+
+    message_id: UUID
+    kind: MessageKind
+    programme_id: str
+    firm_id: str | None
+    stream_id: str | None
+    cause: str
+    recipient: str
+    sender: str
+    to_address: str
+    to_name: str | None
+    draft: Draft
+
+    def render(self) -> bytes:
+        """The whole message: headers, a plain-text part and a simple HTML part."""
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = formataddr((self.to_name or "", self.to_address))
+        message["Subject"] = self.draft.subject
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = f"<{self.message_id}@{_domain(self.sender)}>"
+        message["X-Corridor-Kind"] = self.kind.value
+        message["X-Corridor-Programme"] = self.programme_id
+        if self.firm_id:
+            message["X-Corridor-Firm"] = self.firm_id
+        message["X-Corridor-Business-Date"] = self.draft.business_date.isoformat()
+        message.set_content(self.draft.text)
+        message.add_alternative(self.draft.html, subtype="html")
+        return message.as_bytes(policy=SMTP)
+
+
+class MailActivities:
+    """The activities that send messages, wired by the worker.
+
+    Args:
+        store: The event store (journeys, contacts) and its pool (the outbox).
+        mailer: The SMTP client; None: no server configured, messages are kept in the
+            outbox unsent and nothing is recorded as sent.
+    """
+
+    def __init__(self, store: EventStore, mailer: Mailer | None) -> None:
+        self.store = store
+        self.mailer = mailer
+
+    # ------------------------------------------------------------- journeys' messages
+
+    @activity.defn(name=SEND_MESSAGE)
+    async def send_message(self, input: SendMessageInput) -> SendMessageResult:
+        """Send the message a journey's stored event causes, once (idempotent).
+
+        Reads the journey (as it stood at the event) and the addresses from
+        PostgreSQL; the input and the result carry ids only.
+
+        Returns:
+            ``sent`` when the server accepted the message (now or before); otherwise
+            why nothing was sent (nobody to tell, no address, no server configured, or
+            the server refused it for good).
+
+        Raises:
+            OSError, aiosmtplib.SMTPException: The server cannot be reached, or answered
+                4xx: retried (messages wait).
+            ValueError: The event is not stored.
+        """
+        envelopes = await self.store.read_stream(input.stream_id)
+        if len(envelopes) < input.stream_version:
+            raise ValueError(f"{input.stream_id}@{input.stream_version} is not stored")
+        cause = envelopes[input.stream_version - 1]
+        kind = message_kind(cause.event)
+        if kind is None:
+            return SendMessageResult(note="this event tells nobody")
+        state = fold([e.event for e in envelopes[: input.stream_version]])
+        to = recipient(kind, state)
+        if to is None:
+            return SendMessageResult(kind=kind.value, note="the firm has no adviser")
+        mid = message_id(str(cause.event_id), to)
+        result = SendMessageResult(message_id=mid, kind=kind.value, recipient=to)
+        if any(
+            isinstance(e.event, MessageSent) and e.event.message_id == mid for e in envelopes
+        ):
+            return result.model_copy(update={"sent": True, "recorded": True})
+        if not await self._known(mid):
+            outgoing = await self._journey_message(mid, kind, to, state, cause.event, input)
+            if outgoing is None:
+                return result.model_copy(update={"note": "no e-mail address for the contact"})
+            await self._write(outgoing)
+        return await self._deliver(mid, result)
+
+    async def _journey_message(
+        self,
+        mid: UUID,
+        kind: MessageKind,
+        to: str,
+        state: JourneyState,
+        event: Any,
+        input: SendMessageInput,
+    ) -> Outgoing | None:
+        if to == CONTACT:
+            contact = await self.store.firm_contact(input.stream_id)
+            if contact is None or not contact.email:
+                return None
+            address, name = contact.email, contact.name
+            language: Language = "en" if contact.language == "en" else "fr"
+        else:
+            staff = state.programme.adviser(to.removeprefix("staff:"))
+            address, name, language = staff.email, staff.name, staff.language
+        return Outgoing(
+            message_id=mid,
+            kind=kind,
+            programme_id=state.programme.id,
+            firm_id=state.firm.id,
+            stream_id=input.stream_id,
+            cause=f"{input.stream_id}@{input.stream_version}",
+            recipient=to,
+            sender=state.programme.sender or self._sender,
+            to_address=address,
+            to_name=name,
+            draft=draft(kind, state, event, language=language, name=name),
+        )
+
+    @property
+    def _sender(self) -> str:
+        return self.mailer.sender if self.mailer is not None else DEFAULT_SENDER
+
+    # ---------------------------------------------------------------- the outbox
+
+    async def _known(self, mid: UUID) -> bool:
+        found = await self.store.pool.fetchval(
+            "SELECT 1 FROM outbox WHERE message_id = $1", mid
+        )
+        return found is not None
+
+    async def _write(self, outgoing: Outgoing) -> None:
+        """Write the message to the outbox once (a retry finds it there)."""
+        await self.store.pool.execute(
+            "INSERT INTO outbox (message_id, kind, programme_id, firm_id, stream_id, cause, "
+            "recipient, to_address, business_date, subject, message) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (message_id) DO NOTHING",
+            outgoing.message_id,
+            outgoing.kind.value,
+            outgoing.programme_id,
+            outgoing.firm_id,
+            outgoing.stream_id,
+            outgoing.cause,
+            outgoing.recipient,
+            outgoing.to_address,
+            outgoing.draft.business_date,
+            outgoing.draft.subject,
+            outgoing.render(),
+        )
+
+    async def _deliver(self, mid: UUID, result: SendMessageResult) -> SendMessageResult:
+        """Send the outbox's message ``mid`` unless it was sent (see the module)."""
+        row = await self.store.pool.fetchrow(
+            "SELECT state, message, to_address, last_error FROM outbox WHERE message_id = $1",
+            mid,
+        )
+        assert row is not None
+        if row["state"] == "sent":
+            return result.model_copy(update={"sent": True})
+        if row["state"] == "refused":
+            return result.model_copy(update={"note": f"refused: {row['last_error']}"})
+        if self.mailer is None:
+            return result.model_copy(
+                update={"note": "no SMTP server configured: kept in the outbox"}
+            )
+        await self.store.pool.execute(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1 "
+            "WHERE message_id = $1 AND state <> 'sent'",
+            mid,
+        )
+        raw: bytes = row["message"]
+        sender = _envelope_sender(raw) or self.mailer.sender
+        try:
+            await self.mailer.send(raw, sender, row["to_address"])
+        except (OSError, aiosmtplib.SMTPException) as error:
+            refused = _refused_for_good(error)
+            await self.store.pool.execute(
+                "UPDATE outbox SET last_error = $2, state = CASE WHEN $3 THEN 'refused' "
+                "ELSE state END WHERE message_id = $1",
+                mid,
+                f"{type(error).__name__}: {error}"[:500],
+                refused,
+            )
+            log.warning(
+                "mail.not_sent",
+                message_id=str(mid),
+                kind=result.kind,
+                error_type=type(error).__name__,
+                refused=refused,
+            )
+            if refused:
+                return result.model_copy(update={"note": f"refused: {error}"})
+            raise
+        await self.store.pool.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = now(), last_error = NULL "
+            "WHERE message_id = $1",
+            mid,
+        )
+        log.info("mail.sent", message_id=str(mid), kind=result.kind, recipient=result.recipient)
+        return result.model_copy(update={"sent": True})
+
+    # ------------------------------------------------------------------- digests
+
+    @activity.defn(name=SEND_DIGESTS)
+    async def send_digests(self, request: DigestRequest) -> DigestResult:
+        """Send each adviser the digest of the office's day of ``request.at``, once.
+
+        For each programme: on a working day (Monday to Friday) in its office's time
+        zone, every journey as it stood at ``request.at`` gives its items
+        (``domain.digest``), gathered by adviser; an adviser with nothing to do gets
+        nothing.
+
+        Raises:
+            OSError, aiosmtplib.SMTPException: The server cannot be reached: retried;
+                the digests already sent are not sent again.
+        """
+        result = DigestResult()
+        by_programme: dict[str, list[JourneyState]] = {}
+        for state in await self._states_at(request.at, request.programme_id):
+            by_programme.setdefault(state.programme.id, []).append(state)
+        for programme_id, states in sorted(by_programme.items()):
+            programme = states[-1].programme
+            day = local_date(request.at, programme.office_timezone)
+            if day.weekday() >= 5:
+                result.skipped[programme_id] = f"{day} is not a working day"
+                continue
+            for staff in programme.staff:
+                items = [
+                    item
+                    for state in states
+                    if state.adviser_id == staff.id
+                    for item in digest_items(state, day)
+                ]
+                if not items:
+                    continue
+                key = f"{programme_id}/{staff.id}"
+                result.items[key] = len(items)
+                to = staff_recipient(staff.id)
+                mid = message_id(f"digest/{programme_id}/{day}", to)
+                if not await self._known(mid):
+                    await self._write(
+                        Outgoing(
+                            message_id=mid,
+                            kind=MessageKind.DIGEST,
+                            programme_id=programme_id,
+                            firm_id=None,
+                            stream_id=None,
+                            cause=f"digest/{programme_id}/{day}",
+                            recipient=to,
+                            sender=programme.sender or self._sender,
+                            to_address=staff.email,
+                            to_name=staff.name,
+                            draft=digest_draft(
+                                items,
+                                day=day,
+                                language=staff.language,
+                                name=staff.name,
+                                organiser=programme.organiser,
+                            ),
+                        )
+                    )
+                sent = await self._deliver(mid, SendMessageResult(message_id=mid))
+                if sent.sent:
+                    result.sent.append(key)
+        return result
+
+    async def _states_at(self, at: datetime, programme_id: str | None) -> list[JourneyState]:
+        """Every journey as it stood at ``at`` (business time of its records).
+
+        The ``journeys`` read model when nothing was recorded after ``at``; otherwise
+        the stream's events recorded up to ``at``, folded.
+        """
+        rows = await self.store.pool.fetch(
+            "SELECT j.stream_id, j.state, "
+            "(SELECT max(e.recorded_at) FROM events e WHERE e.stream_id = j.stream_id) AS last "
+            "FROM journeys j WHERE ($1::text IS NULL OR j.programme_id = $1) "
+            "ORDER BY j.introduced_on, j.firm_id",
+            programme_id,
+        )
+        states: list[JourneyState] = []
+        for row in rows:
+            if row["last"] is not None and row["last"] <= at:
+                states.append(JourneyState.model_validate(row["state"]))
+                continue
+            events: list[Event] = [
+                e.event
+                for e in await self.store.read_stream(row["stream_id"])
+                if e.event.recorded_at <= at
+            ]
+            if events:
+                states.append(fold(events))
+        return states
+
+
+def _envelope_sender(raw: bytes) -> str | None:
+    """The address of a stored message's ``From`` header (the envelope sender)."""
+    for line in raw.split(b"\r\n"):
+        if not line:
+            return None
+        if line.lower().startswith(b"from:"):
+            return line[5:].decode("ascii", "replace").strip() or None
+    return None
+
