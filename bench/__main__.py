@@ -182,13 +182,12 @@ def write_scale_row(output: Path, outcome: ScaleOutcome) -> None:
     rows = [r for r in _scale_block(text) if r.split("|")[1].strip() != f"{o.journeys:,}"]
     rows.append(row)
     rows.sort(key=lambda r: int(r.split("|")[1].strip().replace(",", "")))
-    section = "\n".join(_scale_section(rows))
-    if "## Scale" in text:
-        before, after = text.split("## Scale", 1)
-        rest = after.split(SCALE_END, 1)[1] if SCALE_END in after else ""
-        text = before + section + rest.lstrip("\n")
+    if SCALE_BEGIN in text and SCALE_END in text:
+        before, rest = text.split(SCALE_BEGIN, 1)
+        after = rest.split(SCALE_END, 1)[1]
+        text = before + "\n".join([SCALE_BEGIN, *SCALE_HEADER, *rows, SCALE_END]) + after
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + "\n".join(_scale_section(rows))
     output.write_text(text, encoding="utf-8")
 
 
@@ -315,7 +314,13 @@ def main(
             f"--history-commands {history_commands} --replays {replays} "
             f"--temporal-repeat {temporal_repeat}"
         )
-        kept = _scale_block(output.read_text(encoding="utf-8")) if output.exists() else []
+        # The scale rows and the notes after them (profiles) are kept as they are.
+        previous = output.read_text(encoding="utf-8") if output.exists() else ""
+        kept = (
+            ["## Scale" + previous.split("## Scale", 1)[1].rstrip("\n"), ""]
+            if "## Scale" in previous and SCALE_END in previous
+            else _scale_section([])
+        )
         text = "\n".join(
             [
                 "# Benchmarks",
@@ -382,7 +387,7 @@ def main(
                 "",
                 *runs,
                 "",
-                *_scale_section(kept),
+                *kept,
             ]
         )
         output.write_text(text, encoding="utf-8")
