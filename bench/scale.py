@@ -168,6 +168,13 @@ async def scale(
                     bar.update(
                         task, advance=1, failed=outcome.failures, retries=counters.retries
                     )
+                    done = int(bar.tasks[0].completed)
+                    if not console.is_terminal and done % max(1, journeys // 20) == 0:
+                        # No live bar in a log file: a line every 5 % instead.
+                        console.print(
+                            f"   {done} of {journeys} journeys, {outcome.failures} failed, "
+                            f"{counters.retries} retries, {time.perf_counter() - started:.0f} s"
+                        )
 
             started = time.perf_counter()
             await asyncio.gather(*(one(n) for n in range(journeys)))
