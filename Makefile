@@ -28,7 +28,8 @@ dev: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m reliability
 
-## Measure the event store against its baselines and write BENCHMARKS.md (not part of test).
+## Measure the event store and the journeys on Temporal against their baselines and write
+## BENCHMARKS.md (not part of test; `python -m bench scale --journeys N` is the scale run).
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -18,31 +18,47 @@ from tests.support import run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
 
 async def test_bench_writes_a_report_with_every_measure(dsn: str, tmp_path: Path) -> None:
     report = tmp_path / "BENCHMARKS.md"
     run = await run_program(
         sys.executable, "-m", "bench", "--streams", "12", "--writers", "3",
-        "--rebuild-events", "60", "--journeys", "9", "--repeat", "1", "--output", report,
+        "--rebuild-events", "60", "--journeys", "9", "--repeat", "1", "--enrolments", "3",
+        "--command-rate", "10", "--command-seconds", "1", "--command-journeys", "2",
+        "--in-flight", "4", "--sustained-seconds", "1", "--history-commands", "2",
+        "--replays", "1", "--temporal-repeat", "1", "--output", report,
         env={**os.environ, "CORRIDOR_BENCH_DSN": dsn}, cwd=ROOT, seconds=100,
     )
     assert run.code == 0, run
     text = report.read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+    assert [row.split("|")[1].strip() for row in rows[1:-1]] == [
         "append, 12 streams × 10 events in appends of 10, 1 writer",
         "append, 12 streams × 10 events in appends of 10, 3 writers",
         "read-model rebuild, 60 events",
         "bilan of 9 journeys",
+        "enrolment of 3 firms, one at a time as `corridor enroll` does",
+        "staff commands offered at 10/s for 1 s over 2 journeys: p50 latency",
+        "staff commands offered at 10/s for 1 s over 2 journeys: p99 latency",
+        "staff commands offered at 10/s for 1 s over 2 journeys: answered",
+        "staff commands sustained, 4 in flight over 2 journeys for 1 s, one worker",
+        "history events per staff command (2 commands in turn)",
     ]
+    assert re.fullmatch(
+        r"replay of a two-year journey's history \(\d+ events, \d+ commands\)",
+        rows[-1].split("|")[1].strip(),
+    ), rows[-1]
     for row in rows[1:]:
         cells = [c.strip() for c in row.split("|")[1:-1]]
-        assert re.fullmatch(r"[\d,.]+ (ev/s|s)", cells[1]), row
+        assert re.fullmatch(r"[\d,.]+ (ev/s|s|journeys/s|ms|cmd/s|events)", cells[1]), row
         assert re.search(r"\d", cells[2]) and re.fullmatch(r"[\d.; ]+", cells[3]), row
-        assert set(cells[5].split("; ")) <= {"met", "**missed**"}, row
+        assert set(cells[5].split("; ")) <= {"met", "**missed**", "-"}, row
     assert "eventsourcing PostgresApplicationRecorder" in rows[1]
     assert "raw asyncpg executemany" in rows[1]
     assert "copy_records_to_table" in rows[3]
+    assert "trivial workflow starts" in rows[5] and "trivial update" in rows[7]
+    # Scale is its own command (python -m bench scale): its section says it has not run.
+    assert "## Scale" in text and "Not run yet." in text
     assert re.search(r"CPUs: \d+", text) and re.search(r"PostgreSQL \d+", text)
