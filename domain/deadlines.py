@@ -119,7 +119,7 @@ class Deadline(BaseModel):
 
 def next_deadline(state: JourneyState) -> Deadline | None:
     """Return the journey's earliest pending deadline, or None once it is over."""
-    if state.is_over:
+    if state.is_over or state.erased_on is not None:
         return None
     policy = state.programme.policy
     candidates: list[Deadline] = []

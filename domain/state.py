@@ -28,6 +28,7 @@ from domain.events import (
     EvaluationDecided,
     Event,
     FirmEnrolled,
+    FirmErased,
     FirmWithdrew,
     MeetingArranged,
     MeetingHeld,
@@ -43,7 +44,7 @@ from domain.events import (
     VisitAttendanceCorrected,
 )
 from domain.money import RecordedMoney
-from domain.programme import Firm, Programme
+from domain.programme import ERASED, Firm, Programme
 
 
 class Stage(StrEnum):
@@ -152,6 +153,8 @@ class JourneyState(BaseModel):
         cycle: Current cycle, 1 for the first two years.
         visits: Return visits by number, once reminded or due.
         evaluations: Evaluations by cycle, once completed.
+        erased_on: The day the firm's personal data was erased (``FirmErased``): the
+            journey has ended, its stage and figures stay as they were.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -169,6 +172,7 @@ class JourneyState(BaseModel):
     evaluations: dict[int, EvaluationState] = Field(default_factory=dict)
     withdrawn_on: date | None = None
     closed_on: date | None = None
+    erased_on: date | None = None
     last_event_type: str | None = None
     last_event_summary: str | None = None
     last_event_at: AwareDatetime | None = None
@@ -177,6 +181,11 @@ class JourneyState(BaseModel):
     def tz(self) -> str:
         """The programme's time zone."""
         return self.programme.timezone
+
+    @property
+    def firm_label(self) -> str:
+        """The firm's name for reports: marked ``[erased]`` once its data was erased."""
+        return f"{self.firm.name} {ERASED}" if self.erased_on else self.firm.name
 
     @property
     def is_over(self) -> bool:
@@ -390,6 +399,18 @@ def _(event: EvaluationDecided, state: JourneyState) -> Changes:
 @_apply.register
 def _(event: FirmWithdrew, state: JourneyState) -> Changes:
     return {"withdrawn_on": local_date(event.occurred_at, state.tz)}
+
+
+@_apply.register
+def _(event: FirmErased, state: JourneyState) -> Changes:
+    # What the state held of people goes; the figures stay.
+    firm = state.firm.model_copy(update={"contact_name": None, "contact_email": None})
+    meetings = {
+        key: meeting.model_copy(update={"notes": ""}) if meeting.notes else meeting
+        for key, meeting in state.meetings.items()
+    }
+    erased_on = local_date(event.occurred_at, state.tz)
+    return {"firm": firm, "meetings": meetings, "erased_on": erased_on}
 
 
 # Corrections: the state shows the latest values; the corrected events stay in the stream.

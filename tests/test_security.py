@@ -48,7 +48,7 @@ from domain.commands import EnrollFirm, RequestMeeting
 from domain.events import EventEnvelope
 from domain.journey import decide
 from domain.programme import Firm
-from tests.conftest import make_programme
+from tests.conftest import MASTER_KEY, make_programme
 from workflows.journey import journey_workflow_id
 
 pytestmark = pytest.mark.timeout(120)
@@ -197,6 +197,7 @@ async def test_worker_role_has_exactly_its_grants(store: EventStore) -> None:
         "contracts": read_model,
         "return_visits": read_model,
         "schema_migrations": "SELECT",
+        "data_keys": "INSERT,SELECT,UPDATE",  # create, re-wrap, destroy; never delete
     }
     role = await store.pool.fetchrow(
         "SELECT rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls "
@@ -469,6 +470,7 @@ async def _until_answering(client: Client, programme_id: str, firm_id: str) -> N
 async def corridor(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run the ``corridor`` console script with only these CORRIDOR_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CORRIDOR_", "TEMPORAL_"))}
+    clean["CORRIDOR_MASTER_KEY"] = MASTER_KEY
     process = await asyncio.create_subprocess_exec(
         CORRIDOR,
         *args,

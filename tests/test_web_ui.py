@@ -30,7 +30,7 @@ from corridor.stack import TemporalDevServer, free_port
 from corridor.temporal import register_search_attributes
 from domain.commands import EnrollFirm
 from domain.programme import Firm
-from tests.conftest import make_programme
+from tests.conftest import MASTER_KEY, make_programme
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +177,7 @@ async def test_status_filters_by_query_and_links_each_journey(played: Played, ds
         **{k: v for k, v in os.environ.items() if not k.startswith(("CORRIDOR_", "TEMPORAL_"))},
         "TEMPORAL_ADDRESS": played.server.address,
         "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,
         "CORRIDOR_UI_URL": played.server.ui_url or "",
         "CORRIDOR_DATA_DIR": str(ROOT / "artifacts" / "no-stack"),
     }

@@ -6,7 +6,8 @@
   evaluate, withdraw) and its corrections (correct contract/meeting/visit, void
   contract);
 - ``reading``: status, report, timeline;
-- ``demo``: the seed's mission.
+- ``demo``: the seed's mission;
+- ``privacy``: forget (erasure), keys status/rotate/retire/generate, codec-server.
 
 What they share is in ``app`` (consoles, exit codes, options) and ``connections``
 (finding Temporal and the event store). Exit codes: 0 on success; 1 when a journey
@@ -21,7 +22,7 @@ import sys
 
 import typer
 
-from corridor.cli import demo, files, reading, servers, staff
+from corridor.cli import demo, files, privacy, reading, servers, staff
 from corridor.cli.app import err, print_error
 
 app = typer.Typer(
@@ -38,6 +39,8 @@ correct_app = typer.Typer(
 app.add_typer(correct_app, name="correct")
 void_app = typer.Typer(help="Void a record made by mistake, with a reason.", no_args_is_help=True)
 app.add_typer(void_app, name="void")
+keys_app = typer.Typer(help="Master and data keys: status, rotate, retire.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 app.command()(servers.dev)
 app.command()(files.enroll)
@@ -60,6 +63,12 @@ app.command()(reading.report)
 app.command()(servers.rebuild)
 app.command()(servers.migrate)
 app.command()(demo.demo)
+app.command()(privacy.forget)
+app.command("codec-server")(privacy.codec_server)
+keys_app.command("status")(privacy.keys_status)
+keys_app.command("rotate")(privacy.keys_rotate)
+keys_app.command("retire")(privacy.keys_retire)
+keys_app.command("generate")(privacy.keys_generate)
 
 
 def main() -> None:

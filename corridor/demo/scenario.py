@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import Client
 
 from activities.store import EventStore
+from corridor.codec import keyring_of
 from corridor.demo.player import ClockMode, play
 from corridor.errors import Failure
 from corridor.imports import JournalRecord, load_journal, load_programme, load_roster
@@ -128,7 +129,7 @@ async def run_scenario(
         err.print(f"refused: journal.csv row {row} ({firm}): {message}")
     for firm, why in outcome.clocks_not_reset:
         err.print(f"clock not set back to real time: {firm}: {why}")
-    async with EventStore.connect(stack.dsn) as store:
+    async with EventStore.connect(stack.dsn, keyring=keyring_of(client.data_converter)) as store:
         await print_bilan(store, programme.id, out=out, err=err)
     if stack.ui_url:
         out.print(
