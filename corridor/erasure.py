@@ -70,7 +70,7 @@ async def forget(
         firm_id: The firm.
         reason: The request's reference; never the person's details.
         by: Who erases (recorded in the tombstone).
-        now: The erasure's instant (aware; default: now).
+        now: The erasure's real instant (aware; default: now), its ``recorded_at``.
 
     Raises:
         service.Refused: The firm has no journey in this programme.
@@ -91,23 +91,34 @@ async def forget(
         raise service.Refused(
             "UnknownJourney", f"firm {firm_id} has no journey in programme {programme_id}"
         )
+    business_now: datetime | None = None
     if description is not None and description.status == WorkflowExecutionStatus.RUNNING:
         await service.sync(client, programme_id, firm_id)
+        business_now = (await service.view(client, programme_id, firm_id)).business_now
         try:
             await handle.terminate(reason=TERMINATION_REASON)
             terminated = True
         except RPCError as error:  # ended meanwhile
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
-    version = await _tombstone(store, stream_id, reason, by, now or datetime.now(UTC))
+    version = await _tombstone(store, stream_id, reason, by, business_now, now or datetime.now(UTC))
     destroyed = await store.keyring.destroy(stream_id, reason)
     return Erasure(stream_id, terminated, version, destroyed)
 
 
 async def _tombstone(
-    store: EventStore, stream_id: str, reason: str, by: str, now: datetime
+    store: EventStore,
+    stream_id: str,
+    reason: str,
+    by: str,
+    business_now: datetime | None,
+    now: datetime,
 ) -> int:
-    """Append ``FirmErased`` unless the stream has it; its version."""
+    """Append ``FirmErased`` unless the stream has it; its version.
+
+    It occurs at the journey's business time (a running journey's clock, else its last
+    event's: an ended journey's clock stopped there) and is recorded now.
+    """
     try:
         stream = await store.read_stream(stream_id)
     except KeyDestroyed:
@@ -116,7 +127,8 @@ async def _tombstone(
         if isinstance(envelope.event, FirmErased):
             return envelope.stream_version
     version = len(stream)
-    event = FirmErased(occurred_at=now, recorded_at=now, recorded_by=by, reason=reason)
+    occurred = business_now or (stream[-1].event.occurred_at if stream else now)
+    event = FirmErased(occurred_at=occurred, recorded_at=now, recorded_by=by, reason=reason)
     await store.append(
         stream_id,
         version,
