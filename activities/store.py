@@ -30,6 +30,7 @@ same stream need not read the state back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -42,7 +43,7 @@ import asyncpg
 from pydantic import BaseModel, TypeAdapter
 
 from activities.bilan import programme_bilan
-from activities.keys import Keyring, has_personal, has_sealed
+from activities.keys import KeyDestroyed, Keyring, has_personal, has_sealed
 from activities.migrations import POSITION_BITS, Connection, migrate
 from activities.projections import (
     CONTRACT_COLUMNS,
@@ -359,10 +360,12 @@ class EventStore:
         self._states.clear()
         count = 0
         programmes: dict[str, Programme] = {}
-        if self.keyring is not None:
-            await self.keyring.load(
-                [r[0] for r in await self.pool.fetch("SELECT key_id FROM data_keys")]
-            )
+        if self.keyring is not None:  # every stream's key, created for those stored in clear
+            streams = [r[0] for r in await self.pool.fetch("SELECT DISTINCT stream_id FROM events")]
+            await self.keyring.load(streams)
+            for stream_id in streams:
+                with contextlib.suppress(KeyDestroyed):
+                    await self.keyring.key(stream_id, create=True)
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("TRUNCATE journeys, meetings, contracts, return_visits")
             # asyncpg's own jsonb codec (binary, JSON text in and out) for COPY: the

@@ -305,7 +305,7 @@ async def test_owner_without_createrole_skips_the_role_with_a_warning(
     owner_dsn = database_dsn(dsn, scratch["database"], scratch["owner"])
 
     with caplog.at_level(logging.WARNING, logger="activities.migrations"):
-        assert await migrate_database(owner_dsn) == [1, 2, 4, 5]
+        assert await migrate_database(owner_dsn) == [1, 2, 4, 5, 7]
     warnings = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
     assert [w["event"] for w in warnings] == ["migrations.role_skipped"]
     assert "CREATE ROLE" in warnings[0]["reason"]
@@ -319,13 +319,14 @@ async def test_owner_without_createrole_skips_the_role_with_a_warning(
         rights = await connection.fetchrow(
             "SELECT has_table_privilege($1, 'events', 'INSERT') AS insert,"
             " has_table_privilege($1, 'events', 'UPDATE') AS update,"
-            " has_table_privilege($1, 'journeys', 'TRUNCATE') AS truncate",
+            " has_table_privilege($1, 'journeys', 'TRUNCATE') AS truncate,"
+            " has_table_privilege($1, 'data_keys', 'UPDATE') AS keys",
             scratch["worker"],
         )
     finally:
         await connection.close()
     assert rights is not None
-    assert dict(rights) == {"insert": True, "update": False, "truncate": True}
+    assert dict(rights) == {"insert": True, "update": False, "truncate": True, "keys": True}
 
 
 def test_role_dsn_keeps_the_server_and_drops_the_credentials() -> None:
