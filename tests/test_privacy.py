@@ -513,3 +513,94 @@ def _event_payloads(event: Any) -> Iterator[Any]:
                     yield item
                 elif hasattr(item, "ListFields"):
                     stack.append(item)
+
+
+# ------------------------------------------------------------------ command line
+
+
+async def test_corridor_forget_on_the_command_line(
+    client: Client,
+    worker: None,
+    task_queue: str,
+    temporal_server: TemporalDevServer,
+    dsn: str,
+    programme_id: str,
+    tmp_path: Path,
+) -> None:
+    programme = make_programme(programme_id)
+    firm = Firm(id="oubli", name="Oubli", contact_name="Odile Oubli",
+                contact_email="odile@oubli.example")
+    await service.enroll(
+        client,
+        EnrollFirm(occurred_on=date(2013, 9, 17), programme=programme, firm=firm, mission_id="m1"),
+        task_queue=task_queue,
+    )
+    await service.sync(client, programme_id, "oubli")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CORRIDOR_", "TEMPORAL_"))},
+        "TEMPORAL_ADDRESS": temporal_server.address, "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY, "CORRIDOR_TASK_QUEUE": task_queue,
+        "CORRIDOR_DATA_DIR": str(tmp_path / "data"),
+    }
+    args = ("forget", "oubli", "--programme", programme_id, "--reason", "Law 25 request 7")
+    code, out = await _corridor(env, *args)
+    assert code == 0, out
+    assert "journey ended, tombstone at version" in out and "data key destroyed." in out
+    code, out = await _corridor(env, *args)
+    assert code == 0 and "journey had ended" in out and "already destroyed" in out, out
+    code, out = await _corridor(env, "timeline", "oubli", "--programme", programme_id)
+    assert code == 0 and "personal data erased: Law 25 request 7" in out, out
+    # This process had the key cached (for up to KEY_CACHE_SECONDS); a fresh reader:
+    reader = Keyring(dsn, MasterKeys.parse(MASTER_KEY, "reader"))
+    try:
+        async with EventStore.connect(dsn, keyring=reader) as fresh:
+            stream = await fresh.read_stream(journey_workflow_id(programme_id, "oubli"))
+    finally:
+        await reader.aclose()
+    enrolled: Any = stream[0].event
+    assert enrolled.firm.contact_email == ERASED
+    code, out = await _corridor(env, "forget", "nobody", "--programme", programme_id,
+                                "--reason", "x")
+    assert code == 1 and "has no journey" in out, out
+
+
+async def test_corridor_dev_serves_its_web_ui_through_a_codec_server(tmp_path: Path) -> None:
+    """``corridor dev``: a master key file made once (0600), a codec server, the UI on it."""
+    ui_port, codec_port = free_port(), free_port()
+    data = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CORRIDOR_", "TEMPORAL_"))},
+        "CORRIDOR_DATA_DIR": str(data), "CORRIDOR_TEMPORAL_PORT": str(free_port()),
+        "CORRIDOR_TEMPORAL_UI_PORT": str(ui_port), "CORRIDOR_CODEC_PORT": str(codec_port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        CORRIDOR, "dev", env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        codec_file = data / "codec.json"
+        for _ in range(600):
+            if codec_file.exists() or process.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert codec_file.exists(), await process.stderr.read() if process.stderr else ""
+        codec = json.loads(codec_file.read_text())
+        assert codec["url"] == f"http://127.0.0.1:{codec_port}"
+        key_file = data / "master.key"
+        assert (key_file.stat().st_mode & 0o777) == 0o600
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{ui_port}/api/v1/settings") as settings:
+                ui = await settings.json()
+            assert ui["Codec"]["Endpoint"] == f"{codec['url']}/{codec['token']}", ui
+            body = json.dumps({"payloads": []})
+            bearer = {"Authorization": f"Bearer {codec['token']}"}
+            async with http.post(f"{codec['url']}/decode", data=body, headers=bearer) as ok:
+                assert ok.status == 200
+            async with http.post(f"{codec['url']}/decode", data=body) as refused:
+                assert refused.status == 401
+    finally:
+        if process.returncode is None:
+            process.send_signal(2)
+            await asyncio.wait_for(process.wait(), 60)
+    assert not (data / "codec.json").exists()
+    assert key_file.read_text() == key_file.read_text()
