@@ -27,6 +27,7 @@ refuses for good (5xx) is marked ``refused`` and nothing is recorded as sent.
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,7 +64,7 @@ from domain.messages import (
     recipient,
     staff_recipient,
 )
-from domain.programme import Language
+from domain.programme import ERASED, Language
 from domain.state import JourneyState, fold
 
 log = structlog.get_logger(__name__)
@@ -275,8 +276,8 @@ class MailActivities:
     ) -> Outgoing | None:
         if to == CONTACT:
             contact = await self.store.firm_contact(input.stream_id)
-            if contact is None or not contact.email:
-                return None
+            if contact is None or not contact.email or contact.email == ERASED:
+                return None  # no address, or the firm's data was erased: nobody to tell
             address, name = contact.email, contact.name
             language: Language = "en" if contact.language == "en" else "fr"
         else:
@@ -308,8 +309,32 @@ class MailActivities:
         )
         return found is not None
 
+    async def _sealed(self, stream_id: str | None, text: str) -> str:
+        """Text encrypted with the journey's data key (in clear without one)."""
+        keyring = self.store.keyring
+        if keyring is None or stream_id is None:
+            return text
+        await keyring.key(stream_id, create=True)
+        return keyring.seal(stream_id, text)
+
+    async def _opened(self, stream_id: str | None, text: str) -> str:
+        """The clear text of :meth:`_sealed` (``[erased]`` once the key is destroyed)."""
+        keyring = self.store.keyring
+        if keyring is None or stream_id is None:
+            return text
+        await keyring.load([stream_id])
+        return keyring.open(stream_id, text)
+
     async def _write(self, outgoing: Outgoing) -> None:
-        """Write the message to the outbox once (a retry finds it there)."""
+        """Write the message to the outbox once (a retry finds it there).
+
+        Its address and body are personal data: sealed with the journey's data key, so
+        that erasing the firm (its key destroyed) leaves them unreadable here too.
+        """
+        address = await self._sealed(outgoing.stream_id, outgoing.to_address)
+        body = await self._sealed(
+            outgoing.stream_id, base64.b64encode(outgoing.render()).decode()
+        )
         await self.store.pool.execute(
             "INSERT INTO outbox (message_id, kind, programme_id, firm_id, stream_id, cause, "
             "recipient, to_address, business_date, subject, message) "
@@ -322,16 +347,17 @@ class MailActivities:
             outgoing.stream_id,
             outgoing.cause,
             outgoing.recipient,
-            outgoing.to_address,
+            address,
             outgoing.draft.business_date,
             outgoing.draft.subject,
-            outgoing.render(),
+            body.encode(),
         )
 
     async def _deliver(self, mid: UUID, result: SendMessageResult) -> SendMessageResult:
         """Send the outbox's message ``mid`` unless it was sent (see the module)."""
         row = await self.store.pool.fetchrow(
-            "SELECT state, message, to_address, last_error FROM outbox WHERE message_id = $1",
+            "SELECT state, message, to_address, last_error, stream_id FROM outbox "
+            "WHERE message_id = $1",
             mid,
         )
         assert row is not None
@@ -348,10 +374,19 @@ class MailActivities:
             "WHERE message_id = $1 AND state <> 'sent'",
             mid,
         )
-        raw: bytes = row["message"]
+        body = await self._opened(row["stream_id"], bytes(row["message"]).decode())
+        address = await self._opened(row["stream_id"], row["to_address"])
+        if ERASED in (body, address):
+            await self.store.pool.execute(
+                "UPDATE outbox SET state = 'refused', last_error = 'erased' "
+                "WHERE message_id = $1",
+                mid,
+            )
+            return result.model_copy(update={"note": "refused: the firm's data was erased"})
+        raw = base64.b64decode(body)
         sender = _envelope_sender(raw) or self.mailer.sender
         try:
-            await self.mailer.send(raw, sender, row["to_address"])
+            await self.mailer.send(raw, sender, address)
         except (OSError, aiosmtplib.SMTPException) as error:
             refused = _refused_for_good(error)
             await self.store.pool.execute(

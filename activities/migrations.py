@@ -101,6 +101,8 @@ async def _worker_role(connection: Connection) -> bool:
     )
     if await connection.fetchval("SELECT to_regclass('outbox')") is not None:
         await connection.execute(f"GRANT SELECT, INSERT, UPDATE ON outbox TO {role}")
+    if await connection.fetchval("SELECT to_regclass('data_keys')") is not None:
+        await connection.execute(f"GRANT SELECT, INSERT, UPDATE ON data_keys TO {role}")
     # The identity sequence's name, as the catalog quotes it (not needed by INSERT on
     # PostgreSQL 10+, which draws identity values without checking; granted for clarity).
     sequence = await connection.fetchval("SELECT pg_get_serial_sequence('events', 'position')")
@@ -292,6 +294,34 @@ async def _outbox(connection: Connection) -> bool:
     return True
 
 
+async def _data_keys(connection: Connection) -> bool:
+    """Migration 7: the wrapped data keys (``activities.keys``), granted to the worker.
+
+    The worker's role reads them, creates a journey's key at its first payload, re-wraps
+    them (``corridor keys rotate``) and destroys one (``corridor forget``): a destroyed
+    key's row stays, without its wrapped key, saying when and why.
+    """
+    await connection.execute(
+        """
+        CREATE TABLE data_keys (
+            key_id            text PRIMARY KEY,
+            wrapped           bytea,
+            master_key_id     text,
+            created_at        timestamptz NOT NULL DEFAULT now(),
+            rewrapped_at      timestamptz,
+            destroyed_at      timestamptz,
+            destroyed_reason  text,
+            CHECK ((destroyed_at IS NULL) = (wrapped IS NOT NULL AND master_key_id IS NOT NULL))
+        );
+        """
+    )
+    if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", WORKER_ROLE):
+        await connection.execute(
+            f"GRANT SELECT, INSERT, UPDATE ON data_keys TO {_ident(WORKER_ROLE)}"
+        )
+    return True
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (
         1,
@@ -390,6 +420,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (4, "appends without a global lock", _APPEND_WITHOUT_LOCK),
     (5, "voided contracts", _VOIDED_CONTRACTS),
     (6, "outbox", _outbox),
+    (7, "data keys", _data_keys),
 ]
 
 

@@ -113,7 +113,7 @@ def journey_record(stream_id: str, state: JourneyState, state_json: str) -> tupl
         stream_id,
         state.programme.id,
         state.firm.id,
-        state.firm.name,
+        state.firm_label,
         state.mission_id,
         state.introduced_on,
         state.stage.value,

@@ -17,6 +17,12 @@ instead, which PostgreSQL grants only to users who may also update or delete row
 worker's role may not.) A long-running transaction that holds a transaction id delays
 readers until it ends, never makes them skip.
 
+Personal fields (``activities.keys.PERSONAL_FIELDS``: the contact's name and e-mail,
+notes, next steps) are sealed with the journey's data key before they are written, in
+the events and in the ``journeys`` state alike, and opened when read: a reader sees
+``[erased]`` once the key was destroyed. Everything the reports need stays in clear.
+A store without a keyring writes them in clear (tests of the store alone, tools).
+
 The store folds appended events into the journey's state itself (in place, no copy per
 event) and keeps the states it wrote in a small cache, so that the next append of the
 same stream need not read the state back.
@@ -24,9 +30,10 @@ same stream need not read the state back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -36,6 +43,7 @@ import asyncpg
 from pydantic import BaseModel, TypeAdapter
 
 from activities.bilan import programme_bilan
+from activities.keys import KeyDestroyed, Keyring, has_personal, has_sealed
 from activities.migrations import POSITION_BITS, Connection, migrate
 from activities.projections import (
     CONTRACT_COLUMNS,
@@ -129,17 +137,42 @@ class EventStore:
     Args:
         pool: An asyncpg pool created with ``EventStore.connect`` (it needs the jsonb
             codec).
+        keyring: The journeys' data keys, to seal personal fields (None: in clear).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, cached_states: int = 1024) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, cached_states: int = 1024, keyring: Keyring | None = None
+    ) -> None:
         self.pool = pool
+        self.keyring = keyring
         self._states: OrderedDict[str, JourneyState] = OrderedDict()
         self._cached_states = cached_states
+
+    def _seal(self, stream_id: str, text: str) -> str:
+        """JSON text with its personal fields sealed with the stream's (loaded) key."""
+        if self.keyring is None or not has_personal(text):
+            return text
+        return json.dumps(self.keyring.seal_fields(stream_id, json.loads(text)))
+
+    def _open(self, stream_id: str, data: Any) -> Any:
+        """JSON data with its sealed fields opened (the stream's key loaded first)."""
+        if self.keyring is None:
+            return data
+        return self.keyring.open_fields(stream_id, data)
+
+    async def _load_keys(self, stream_ids: Sequence[str]) -> None:
+        if self.keyring is not None:
+            await self.keyring.load(stream_ids)
 
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, dsn: str, *, migrate_schema: bool = True, pool_size: int = 8
+        cls,
+        dsn: str,
+        *,
+        migrate_schema: bool = True,
+        pool_size: int = 8,
+        keyring: Keyring | None = None,
     ) -> AsyncIterator[EventStore]:
         """Open a pool on ``dsn`` (and create or migrate the schema), closed on exit.
 
@@ -150,6 +183,7 @@ class EventStore:
                 schema is current this only reads ``schema_migrations``, which the
                 worker's role may do.
             pool_size: At most this many connections (appends running at once).
+            keyring: The data keys sealing personal fields (None: stored in clear).
 
         Raises:
             OSError, asyncpg.PostgresError: The server cannot be reached or refuses.
@@ -160,7 +194,7 @@ class EventStore:
             dsn, min_size=1, max_size=pool_size, init=_init_connection, reset=_reset_connection
         )
         try:
-            store = cls(pool)
+            store = cls(pool, keyring=keyring)
             if migrate_schema:
                 async with pool.acquire() as connection:
                     await migrate(connection)
@@ -206,6 +240,8 @@ class EventStore:
                 )
         # A cached state is taken out while it is folded in place: an append that fails
         # half-way never leaves a state the database does not hold.
+        if self.keyring is not None:
+            await self.keyring.key(stream_id, create=True)  # KeyDestroyed once erased
         state = self._states.pop(stream_id, None)
         if state is not None and state.stream_version != expected_version:
             state = None
@@ -215,20 +251,26 @@ class EventStore:
                 stream_id,
                 expected_version,
             )
-            state = JourneyState.model_validate_json(raw) if raw is not None else None
+            state = self._state_of(stream_id, raw) if raw is not None else None
         events = [e.event for e in envelopes]
         rows: ChangedRows | None = None
         if state is not None or expected_version == 0:
             state = fold_into(state, events)
             rows = ChangedRows(stream_id, state, events)
-        arguments = _append_arguments(stream_id, expected_version, envelopes, rows)
+            rows.journey = self._seal(stream_id, rows.journey)
+        arguments = _append_arguments(
+            stream_id, expected_version, envelopes, rows, lambda t: self._seal(stream_id, t)
+        )
         try:
             outcome = await self.pool.fetchrow(_APPEND, *arguments)
         except asyncpg.UniqueViolationError:
             # Another transaction stored these versions or ids and committed meanwhile:
             # tell a retry of the same envelopes from a conflict.
             outcome = await self.pool.fetchrow(
-                _APPEND, *_append_arguments(stream_id, expected_version, envelopes, None)
+                _APPEND,
+                *_append_arguments(
+                    stream_id, expected_version, envelopes, None, lambda t: self._seal(stream_id, t)
+                ),
             )
         assert outcome is not None
         result, version, found = outcome["o_result"], outcome["o_version"], outcome["o_found"]
@@ -252,6 +294,12 @@ class EventStore:
             f"version {version}: rebuild the read models (corridor rebuild)"
         )
 
+    def _state_of(self, stream_id: str, raw: str) -> JourneyState:
+        """A journey's state from its ``journeys`` row's JSON text, sealed fields opened."""
+        if self.keyring is None or not has_sealed(raw):
+            return JourneyState.model_validate_json(raw)
+        return JourneyState.model_validate(self._open(stream_id, json.loads(raw)))
+
     def _remember(self, stream_id: str, state: JourneyState) -> None:
         self._states[stream_id] = state
         if len(self._states) > self._cached_states:
@@ -265,7 +313,8 @@ class EventStore:
             stream_id,
             after_version,
         )
-        return [_envelope(r) for r in rows]
+        await self._load_keys([stream_id] if rows else [])
+        return [self._envelope(r) for r in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Read every stream's events in global position order (for catch-up readers).
@@ -284,10 +333,17 @@ class EventStore:
             after_position,
             limit,
         )
+        await self._load_keys([r["stream_id"] for r in rows])
         return [
-            StoredEvent(position=r["position"], stored_at=r["stored_at"], envelope=_envelope(r))
+            StoredEvent(
+                position=r["position"], stored_at=r["stored_at"], envelope=self._envelope(r)
+            )
             for r in rows
         ]
+
+    def _envelope(self, row: asyncpg.Record) -> EventEnvelope:
+        """An event row as an envelope, its sealed fields opened (keys loaded first)."""
+        return _envelope(row, self._open(row["stream_id"], row["data"]))
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version (0 when it has no event)."""
@@ -318,6 +374,12 @@ class EventStore:
         self._states.clear()
         count = 0
         programmes: dict[str, Programme] = {}
+        if self.keyring is not None:  # every stream's key, created for those stored in clear
+            streams = [r[0] for r in await self.pool.fetch("SELECT DISTINCT stream_id FROM events")]
+            await self.keyring.load(streams)
+            for stream_id in streams:
+                with contextlib.suppress(KeyDestroyed):
+                    await self.keyring.key(stream_id, create=True)
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("TRUNCATE journeys, meetings, contracts, return_visits")
             # asyncpg's own jsonb codec (binary, JSON text in and out) for COPY: the
@@ -336,9 +398,11 @@ class EventStore:
                         carried += rows
                         continue
                     complete, carried = carried + rows[:split], rows[split:]
-                    await _copy_rows(connection, _rebuilt_rows(complete, programmes))
+                    await _copy_rows(
+                        connection, _rebuilt_rows(complete, programmes, self.keyring)
+                    )
                 if carried:
-                    await _copy_rows(connection, _rebuilt_rows(carried, programmes))
+                    await _copy_rows(connection, _rebuilt_rows(carried, programmes, self.keyring))
             finally:
                 await _init_connection(connection)
         return count
@@ -354,7 +418,11 @@ class EventStore:
             programme_id,
             firm_id,
         )
-        return {r["stream_id"]: JourneyState.model_validate(r["state"]) for r in rows}
+        await self._load_keys([r["stream_id"] for r in rows])
+        return {
+            r["stream_id"]: JourneyState.model_validate(self._open(r["stream_id"], r["state"]))
+            for r in rows
+        }
 
     async def firm_contact(self, stream_id: str) -> Contact | None:
         """The firm's contact, from the stream's ``FirmEnrolled`` event; None: no stream.
@@ -368,6 +436,8 @@ class EventStore:
         )
         if firm is None:
             return None
+        await self._load_keys([stream_id])
+        firm = self._open(stream_id, firm)  # its key destroyed (erased): "[erased]"
         return Contact(
             name=firm.get("contact_name"),
             email=firm.get("contact_email"),
@@ -458,13 +528,18 @@ _EVENTS = TypeAdapter(list[AnyEvent])
 
 
 def _rebuilt_rows(
-    rows: Sequence[asyncpg.Record], programmes: dict[str, Programme]
+    rows: Sequence[asyncpg.Record],
+    programmes: dict[str, Programme],
+    keyring: Keyring | None = None,
 ) -> dict[str, list[tuple[Any, ...]]]:
     """Fold whole streams' events (rows of ``_REBUILD_READ``) into read-model records.
 
     Every journey of a programme starts with the same programme in its
     ``FirmEnrolled``: each distinct one is validated once (``programmes`` keeps them by
-    their JSON text across chunks) and shared by the journeys' states.
+    their JSON text across chunks) and shared by the journeys' states. The firm of a
+    ``FirmEnrolled`` is read with its sealed contact opened (its fields are checked);
+    the other events' sealed notes are folded as they are, and the state's personal
+    fields sealed again (with ``keyring``'s keys, loaded beforehand).
     """
     tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _COLUMNS}
     others = [i for i, row in enumerate(rows) if row[1] is None]
@@ -476,7 +551,10 @@ def _rebuilt_rows(
             programme = programmes.get(row[1])
             if programme is None:
                 programme = programmes[row[1]] = Programme.model_validate_json(row[1])
-            enrolled = FirmEnrolled.model_validate({**json.loads(row[2]), "programme": programme})
+            data = json.loads(row[2])
+            if keyring is not None:
+                data = keyring.open_fields(row[0], data)
+            enrolled = FirmEnrolled.model_validate({**data, "programme": programme})
             events.insert(i, enrolled)
     start = 0
     for end in range(1, len(rows) + 1):
@@ -484,7 +562,10 @@ def _rebuilt_rows(
             continue
         stream_id = rows[start][0]
         state = fold_into(None, events[start:end])
-        tables["journeys"].append(journey_record(stream_id, state, state.model_dump_json()))
+        state_json = state.model_dump_json()
+        if keyring is not None and has_personal(state_json):
+            state_json = json.dumps(keyring.seal_fields(stream_id, json.loads(state_json)))
+        tables["journeys"].append(journey_record(stream_id, state, state_json))
         tables["meetings"] += meeting_records(stream_id, state)
         tables["contracts"] += contract_records(stream_id, state)
         tables["return_visits"] += visit_records(stream_id, state)
@@ -503,15 +584,19 @@ def _append_arguments(
     expected_version: int,
     envelopes: Sequence[EventEnvelope],
     rows: ChangedRows | None,
+    seal: Callable[[str], str],
 ) -> tuple[Any, ...]:
-    """The arguments of ``corridor_append``: the events column by column, then the rows."""
+    """The arguments of ``corridor_append``: the events column by column, then the rows.
+
+    Each event's data goes through ``seal`` (its personal fields sealed).
+    """
     ids, types, schemas, data, metadata, occurred, recorded = [], [], [], [], [], [], []
     for envelope in envelopes:
         event = envelope.event
         ids.append(envelope.event_id)
         types.append(event.type)
         schemas.append(event.schema_version)
-        data.append(event.model_dump_json(exclude=_ENVELOPE_FIELDS))
+        data.append(seal(event.model_dump_json(exclude=_ENVELOPE_FIELDS)))
         command_id = envelope.command_id
         metadata.append('{"command_id": ' + json.dumps(command_id) + "}" if command_id else "{}")
         occurred.append(event.occurred_at)
@@ -536,8 +621,8 @@ def _append_arguments(
 _ENVELOPE_FIELDS = {"type", "occurred_at", "recorded_at"}
 
 
-def _envelope(row: asyncpg.Record) -> EventEnvelope:
-    data = dict(row["data"])
+def _envelope(row: asyncpg.Record, data: dict[str, Any] | None = None) -> EventEnvelope:
+    data = dict(row["data"] if data is None else data)
     data.update(
         type=row["event_type"], occurred_at=row["occurred_at"], recorded_at=row["recorded_at"]
     )

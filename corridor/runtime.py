@@ -21,14 +21,21 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.journey import JourneyActivities
+from activities.keys import KeyringError
 from activities.mail import MailActivities, Mailer, SmtpServer
 from activities.migrations import migrate_database
 from activities.store import EventStore
 from corridor import deployment, observability
+from corridor.codec import keyring_of
 from corridor.logs import configure_logging
 from corridor.settings import load_settings
 from corridor.stack import read_stack_file
-from corridor.temporal import SearchAttributesMissing, connect, require_search_attributes
+from corridor.temporal import (
+    SearchAttributesMissing,
+    connect,
+    open_keyring,
+    require_search_attributes,
+)
 from workflows.digest import AdviserDigests
 from workflows.journey import FirmJourney
 
@@ -76,7 +83,8 @@ async def run_worker(
     """Run a worker until ``stop`` is set, then shut it down gracefully.
 
     Args:
-        client: The Temporal client.
+        client: The Temporal client (with ``corridor.codec``'s converter, whose keyring
+            also seals the event store's personal fields).
         dsn: PostgreSQL DSN of the event store, the worker's role (the schema is
             checked first, and migrated with it when not current and no ``admin_dsn``).
         task_queue: The task queue to poll.
@@ -93,7 +101,8 @@ async def run_worker(
         applied = await migrate_database(admin_dsn)
         if applied:
             log.info("worker.schema_migrated", migrations=applied)
-    async with EventStore.connect(dsn) as store, observability.observed(
+    keyring = keyring_of(client.data_converter)  # the client's codec seals the store too
+    async with EventStore.connect(dsn, keyring=keyring) as store, observability.observed(
         client,
         task_queue,
         check_database=lambda: store.pool.fetchval("SELECT 1"),
@@ -126,7 +135,13 @@ async def main() -> None:
     dsn = settings.dsn or (stack.dsn if stack else None)
     if dsn is None:
         raise SystemExit("no PostgreSQL: set CORRIDOR_DSN or start `corridor dev`")
-    client = await connect(stack.temporal_address if stack else "localhost:7233")
+    try:
+        keyring = open_keyring(settings, dsn)
+    except KeyringError as error:
+        raise SystemExit(f"worker not started: {error}") from None
+    client = await connect(
+        stack.temporal_address if stack else "localhost:7233", keyring=keyring
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +29,17 @@ class Settings(BaseSettings):
         temporal_ui_port: Port of the Temporal dev server's web UI.
         ui_url: Base URL of the Temporal Web UI of a cluster, for journey links
             (the embedded stack's is known).
+        master_key: The master key(s) wrapping the data keys (``CORRIDOR_MASTER_KEY``):
+            base64 of 32 bytes; several separated by commas, the current first, the
+            previous ones decrypt-only during a rotation. None: the key file.
+        master_key_file: The key file used when ``master_key`` is unset (default
+            ``<data_dir>/master.key``, created once by ``corridor dev``, mode 0600).
+        codec_port: Port of the codec server (``corridor codec-server``, and the one
+            ``corridor dev`` starts for its Web UI).
+        codec_tokens: ``name=token`` pairs the codec server accepts (``corridor dev``
+            makes one for its Web UI at each start).
+        codec_ui_origin: The Web UI origin allowed to call the codec server from a
+            browser (CORS), e.g. ``https://temporal-ui.example.org``.
         actor: Who sends the CLI's commands (``CORRIDOR_ACTOR``), recorded with their
             events, when ``--by`` is not given; None: the operating system's user.
         smtp_url: The SMTP server messages go through
@@ -56,6 +68,16 @@ class Settings(BaseSettings):
     mail_from: str = "corridor@localhost"
     digest_time: str = "07:00"
     office_timezone: str = "America/Toronto"
+    codec_port: int = 8234
+    codec_tokens: SecretStr | None = None
+    codec_ui_origin: str | None = None
+    master_key: SecretStr | None = None
+    master_key_file: Path | None = None
+
+    @property
+    def key_file(self) -> Path:
+        """The master key file: ``master_key_file``, else ``<data_dir>/master.key``."""
+        return self.master_key_file or self.data_dir / "master.key"
 
 
 @functools.cache

@@ -11,11 +11,16 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 
+from activities.keys import Keyring, load_master_keys
+from corridor.codec import data_converter
+from corridor.settings import Settings
 from workflows import search
 
 
-async def connect(default_address: str = "localhost:7233") -> Client:
-    """Connect a client with the pydantic data converter.
+async def connect(
+    default_address: str = "localhost:7233", *, keyring: Keyring | None = None
+) -> Client:
+    """Connect a client with the pydantic data converter, encrypting with ``keyring``.
 
     The address, namespace, API key and TLS settings come from Temporal's environment
     configuration (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
@@ -24,13 +29,35 @@ async def connect(default_address: str = "localhost:7233") -> Client:
 
     Args:
         default_address: ``host:port`` of the frontend when the environment names none.
+        keyring: The data keys (``corridor.codec``): every payload is encrypted. None
+            only where no personal data travels (tests, tools reading ids).
 
     Raises:
         RuntimeError: The server cannot be reached.
     """
     config = ClientConfigProfile.load().to_client_connect_config()
     config.setdefault("target_host", default_address)
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    converter = (
+        pydantic_data_converter
+        if keyring is None
+        else data_converter(keyring, str(config.get("namespace") or "default"))
+    )
+    return await Client.connect(**config, data_converter=converter)
+
+
+def open_keyring(settings: Settings, dsn: str, *, create: bool = False) -> Keyring:
+    """The keyring of the data keys in ``dsn``'s database, with the configured master keys.
+
+    Args:
+        settings: ``CORRIDOR_MASTER_KEY``, else the key file (``settings.key_file``).
+        dsn: The event store's DSN (the ``data_keys`` table).
+        create: Create the key file when it is missing (the embedded stack).
+
+    Raises:
+        KeyringError: No master key, or a malformed one.
+    """
+    secret = settings.master_key.get_secret_value() if settings.master_key else None
+    return Keyring(dsn, load_master_keys(secret, settings.key_file, create=create))
 
 
 class SearchAttributesMissing(RuntimeError):

@@ -103,7 +103,7 @@ def firm_row(state: JourneyState) -> FirmRow:
     meetings = state.meetings.values()
     return FirmRow(
         firm_id=state.firm.id,
-        firm_name=state.firm.name,
+        firm_name=state.firm_label,
         mission_id=state.mission_id,
         introduced_on=state.introduced_on,
         stage=state.stage,

@@ -146,7 +146,7 @@ _DEADLINES_KEPT = 256
 
 
 def _next_deadline(state: JourneyState) -> Deadline | None:
-    if state.is_over:
+    if state.is_over or state.erased_on is not None:
         return None
     policy = state.programme.policy
     candidates: list[Deadline] = []

@@ -364,6 +364,24 @@ class MessageSent(Event):
     def summary(self) -> str:  # noqa: D102
         who = "the firm's contact" if self.recipient == "contact" else self.recipient
         return f"message sent to {who}: {self.kind.replace('_', ' ')}"
+class FirmErased(Event):
+    """The firm's personal data was erased on request (Québec's Law 25, the GDPR).
+
+    A tombstone: it holds no personal data, only when, who and the request's reference.
+    The journey ended first; the firm's data key is destroyed right after this event is
+    stored, so every personal field of the journey (in the events, the read models and
+    Temporal's history) reads ``[erased]`` from then on. Its meetings and contracts
+    still count in the bilan.
+
+    Attributes:
+        reason: The request's reference or legal ground, never the person's details.
+    """
+
+    type: Literal["FirmErased"] = "FirmErased"
+    reason: str
+
+    def summary(self) -> str:  # noqa: D102
+        return f"personal data erased: {self.reason}"
 
 
 # ------------------------------------------------------------------- corrections
@@ -470,6 +488,7 @@ AnyEvent = Annotated[
     | EvaluationCompleted
     | EvaluationDecided
     | FirmWithdrew
+    | FirmErased
     | ContractCorrected
     | ContractVoided
     | MeetingResultCorrected

@@ -21,6 +21,9 @@ from domain.calendar import zone
 from domain.errors import UnknownReference
 from domain.money import MAX_AMOUNT
 
+ERASED = "[erased]"
+"""What personal data reads as once erased (its key destroyed): names, notes, e-mails."""
+
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ]
@@ -272,4 +275,6 @@ class Firm(BaseModel):
     @field_validator("contact_email")
     @classmethod
     def _looks_like_email(cls, value: str | None) -> str | None:
-        return None if value is None else email_address(value)
+        if value is None or value == ERASED:  # erased: its key was destroyed
+            return value
+        return email_address(value)

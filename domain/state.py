@@ -29,6 +29,7 @@ from domain.events import (
     EvaluationDecided,
     Event,
     FirmEnrolled,
+    FirmErased,
     FirmWithdrew,
     MeetingArranged,
     MeetingHeld,
@@ -48,7 +49,7 @@ from domain.events import (
     VisitAttendanceCorrected,
 )
 from domain.money import RecordedMoney
-from domain.programme import Firm, Programme
+from domain.programme import ERASED, Firm, Programme
 
 
 class Stage(StrEnum):
@@ -185,6 +186,8 @@ class JourneyState(BaseModel):
         next_steps: Next steps with a due date, by meeting id.
         assigned_adviser: The adviser the firm was reassigned to, if it was.
         messages_sent: Messages that went out for this journey.
+        erased_on: The day the firm's personal data was erased (``FirmErased``): the
+            journey has ended, its stage and figures stay as they were.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -205,6 +208,7 @@ class JourneyState(BaseModel):
     next_steps: dict[str, NextStepState] = Field(default_factory=dict)
     assigned_adviser: str | None = None
     messages_sent: int = 0
+    erased_on: date | None = None
     last_event_type: str | None = None
     last_event_summary: str | None = None
     last_event_at: AwareDatetime | None = None
@@ -221,6 +225,9 @@ class JourneyState(BaseModel):
         The adviser it was reassigned to, else the roster's, else the programme's default.
         """
         return self.assigned_adviser or self.firm.adviser or self.programme.default_adviser
+    def firm_label(self) -> str:
+        """The firm's name for reports: marked ``[erased]`` once its data was erased."""
+        return f"{self.firm.name} {ERASED}" if self.erased_on else self.firm.name
 
     @property
     def is_over(self) -> bool:
@@ -469,6 +476,16 @@ def _(event: AdviserAssigned, state: JourneyState) -> Changes:
 @_apply.register
 def _(event: MessageSent, state: JourneyState) -> Changes:
     return {"messages_sent": state.messages_sent + 1}
+@_apply.register
+def _(event: FirmErased, state: JourneyState) -> Changes:
+    # What the state held of people goes; the figures stay.
+    firm = state.firm.model_copy(update={"contact_name": None, "contact_email": None})
+    meetings = {
+        key: meeting.model_copy(update={"notes": ""}) if meeting.notes else meeting
+        for key, meeting in state.meetings.items()
+    }
+    erased_on = local_date(event.occurred_at, state.tz)
+    return {"firm": firm, "meetings": meetings, "erased_on": erased_on}
 
 
 # Corrections: the state shows the latest values; the corrected events stay in the stream.

@@ -34,12 +34,13 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from activities.keys import Keyring, MasterKey, MasterKeys
 from activities.mail import Mailer, SmtpServer
 from activities.store import EventStore
 from corridor import service
+from corridor.codec import data_converter
 from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from corridor.stack.smtp import LocalSmtpServer
@@ -110,8 +111,14 @@ async def servers(
         await postgres.stop()
 
 
-async def _connect(temporal: TemporalDevServer) -> Client:
-    return await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+MASTER_KEY = os.environ.get("CORRIDOR_MASTER_KEY") or MasterKey.generate().encoded()
+"""The master key of the scenarios' databases, shared by their worker processes."""
+
+
+async def _connect(temporal: TemporalDevServer, dsn: str) -> Client:
+    """A client encrypting as Corridor's own do (its keyring lives as long as the run)."""
+    keyring = Keyring(dsn, MasterKeys.parse(MASTER_KEY, "reliability"))
+    return await Client.connect(temporal.address, data_converter=data_converter(keyring, "default"))
 
 
 async def check_streams(
@@ -157,6 +164,7 @@ class WorkerProcess:
             **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CORRIDOR_"))},
             "TEMPORAL_ADDRESS": temporal.address,
             "CORRIDOR_DSN": dsn,
+            "CORRIDOR_MASTER_KEY": MASTER_KEY,
             "CORRIDOR_TASK_QUEUE": task_queue,
             "CORRIDOR_DATA_DIR": str(log.parent / "no-stack"),
         }
@@ -198,7 +206,7 @@ async def worker_killed(journeys: int, progress: Progress, seed: int = 7) -> Out
     with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
         work = Path(tmp)
         async with servers(work) as (temporal, _postgres, dsn):
-            client = await _connect(temporal)
+            client = await _connect(temporal, dsn)
             task_queue = f"faults-{uuid.uuid4()}"
             async with EventStore.connect(dsn) as store:  # migrates the schema
                 prog = workload.programme(f"kill-{uuid.uuid4().hex[:6]}")
@@ -257,7 +265,7 @@ async def _fault_mid_run(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
         async with servers(Path(tmp), temporal_db=temporal_db) as (temporal, postgres, dsn):
-            client = await _connect(temporal)
+            client = await _connect(temporal, dsn)
             task_queue = f"faults-{uuid.uuid4()}"
             async with EventStore.connect(dsn) as store:
                 worker = build_worker(client, store, task_queue)
@@ -333,7 +341,7 @@ async def burst_during_continue_as_new(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
         async with servers(Path(tmp)) as (temporal, _postgres, dsn):
-            client = await _connect(temporal)
+            client = await _connect(temporal, dsn)
             task_queue = f"faults-{uuid.uuid4()}"
             async with EventStore.connect(dsn) as store:
                 worker = build_worker(client, store, task_queue)
@@ -657,7 +665,7 @@ async def many_commands(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
         async with servers(Path(tmp)) as (temporal, _postgres, dsn):
-            client = await _connect(temporal)
+            client = await _connect(temporal, dsn)
             task_queue = f"faults-{uuid.uuid4()}"
             async with EventStore.connect(dsn) as store:
                 worker = build_worker(client, store, task_queue)
@@ -769,7 +777,7 @@ async def smtp_stopped(journeys: int, progress: Progress, outage: float = 30.0) 
     with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
         work = Path(tmp)
         async with servers(work) as (temporal, _postgres, dsn):
-            client = await _connect(temporal)
+            client = await _connect(temporal, dsn)
             smtp = LocalSmtpServer(work / "mail")  # down from the start
             task_queue = f"faults-{uuid.uuid4()}"
             prog = workload.programme(f"smtp-{uuid.uuid4().hex[:6]}")

@@ -19,7 +19,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.keys import Keyring, MasterKey, MasterKeys
 from activities.store import EventStore
+from corridor.codec import data_converter
 from corridor.logs import configure_logging
 from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from domain.programme import Programme
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "quebec-california"
+
+# One master key for the whole session: every process the tests start (CLI, workers)
+# shares the session's database, so they unwrap its data keys with the same key.
+MASTER_KEY = os.environ.setdefault("CORRIDOR_MASTER_KEY", MasterKey.generate().encoded())
 
 
 @pytest.fixture(scope="session")
@@ -73,13 +79,34 @@ async def dsn(tmp_session: Path) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def client(temporal_server: TemporalDevServer) -> Client:
+async def keyring(dsn: str) -> AsyncIterator[Keyring]:
+    """The session database's data keys (the schema is migrated first)."""
+    async with EventStore.connect(dsn):
+        pass
+    opened = Keyring(dsn, MasterKeys.parse(MASTER_KEY, "tests"))
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_server: TemporalDevServer, keyring: Keyring) -> Client:
+    """A client encrypting every payload, as Corridor's own clients do."""
+    return await Client.connect(
+        temporal_server.address, data_converter=data_converter(keyring, "default")
+    )
+
+
+@pytest.fixture(scope="session")
+async def plain_client(temporal_server: TemporalDevServer) -> Client:
+    """A client without the codec: what the server (and a Web UI without it) sees."""
     return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
 
 
 @pytest.fixture(scope="session")
-async def store(dsn: str) -> AsyncIterator[EventStore]:
-    async with EventStore.connect(dsn) as opened:
+async def store(dsn: str, keyring: Keyring) -> AsyncIterator[EventStore]:
+    async with EventStore.connect(dsn, keyring=keyring) as opened:
         yield opened
 
 

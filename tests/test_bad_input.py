@@ -51,6 +51,7 @@ from corridor import service
 from corridor.imports import InputError, load_journal, load_programme, load_roster
 from corridor.stack import TemporalDevServer
 from domain.programme import Programme
+from tests.conftest import MASTER_KEY
 from tests.support import Run, run_program
 from workflows.journey import JourneyView, journey_workflow_id
 
@@ -230,6 +231,7 @@ async def corpus(
     env |= {
         "TEMPORAL_ADDRESS": temporal_server.address,
         "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,
         "CORRIDOR_TASK_QUEUE": task_queue,
         "CORRIDOR_DATA_DIR": str(folder / "data"),
     }

@@ -26,6 +26,7 @@ from activities.store import EventStore
 from corridor import service
 from corridor.runtime import build_worker
 from corridor.stack import TemporalDevServer, free_port
+from tests.conftest import MASTER_KEY
 from tests.support import Run, run_program
 from workflows import search
 from workflows.journey import journey_workflow_id
@@ -70,6 +71,7 @@ def cli(
     env |= {
         "TEMPORAL_ADDRESS": temporal_server.address,
         "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,
         "CORRIDOR_TASK_QUEUE": task_queue,
         "CORRIDOR_DATA_DIR": str(tmp_path / "data"),
     }

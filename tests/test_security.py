@@ -48,7 +48,7 @@ from domain.commands import EnrollFirm, RequestMeeting
 from domain.events import EventEnvelope
 from domain.journey import decide
 from domain.programme import Firm
-from tests.conftest import make_programme
+from tests.conftest import MASTER_KEY, make_programme
 from workflows.journey import journey_workflow_id
 
 pytestmark = pytest.mark.timeout(120)
@@ -197,6 +197,7 @@ async def test_worker_role_has_exactly_its_grants(store: EventStore) -> None:
         "contracts": read_model,
         "return_visits": read_model,
         "schema_migrations": "SELECT",
+        "data_keys": "INSERT,SELECT,UPDATE",  # create, re-wrap, destroy; never delete
     }
     role = await store.pool.fetchrow(
         "SELECT rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls "
@@ -304,7 +305,7 @@ async def test_owner_without_createrole_skips_the_role_with_a_warning(
     owner_dsn = database_dsn(dsn, scratch["database"], scratch["owner"])
 
     with caplog.at_level(logging.WARNING, logger="activities.migrations"):
-        assert await migrate_database(owner_dsn) == [1, 2, 4, 5]
+        assert await migrate_database(owner_dsn) == [1, 2, 4, 5, 7]
     warnings = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
     assert [w["event"] for w in warnings] == ["migrations.role_skipped"]
     assert "CREATE ROLE" in warnings[0]["reason"]
@@ -318,13 +319,14 @@ async def test_owner_without_createrole_skips_the_role_with_a_warning(
         rights = await connection.fetchrow(
             "SELECT has_table_privilege($1, 'events', 'INSERT') AS insert,"
             " has_table_privilege($1, 'events', 'UPDATE') AS update,"
-            " has_table_privilege($1, 'journeys', 'TRUNCATE') AS truncate",
+            " has_table_privilege($1, 'journeys', 'TRUNCATE') AS truncate,"
+            " has_table_privilege($1, 'data_keys', 'UPDATE') AS keys",
             scratch["worker"],
         )
     finally:
         await connection.close()
     assert rights is not None
-    assert dict(rights) == {"insert": True, "update": False, "truncate": True}
+    assert dict(rights) == {"insert": True, "update": False, "truncate": True, "keys": True}
 
 
 def test_role_dsn_keeps_the_server_and_drops_the_credentials() -> None:
@@ -469,6 +471,7 @@ async def _until_answering(client: Client, programme_id: str, firm_id: str) -> N
 async def corridor(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run the ``corridor`` console script with only these CORRIDOR_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CORRIDOR_", "TEMPORAL_"))}
+    clean["CORRIDOR_MASTER_KEY"] = MASTER_KEY
     process = await asyncio.create_subprocess_exec(
         CORRIDOR,
         *args,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import os
 import re
 import shutil
@@ -19,10 +21,12 @@ from urllib.parse import quote
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.keys import Keyring
 from activities.store import EventStore
 from corridor import service
+from corridor.codec import data_converter
+from corridor.codec_server import CodecServer, codec_app
 from corridor.demo import play
 from corridor.imports import load_journal, load_programme, load_roster
 from corridor.runtime import build_worker
@@ -30,7 +34,7 @@ from corridor.stack import TemporalDevServer, free_port
 from corridor.temporal import register_search_attributes
 from domain.commands import EnrollFirm
 from domain.programme import Firm
-from tests.conftest import make_programme
+from tests.conftest import MASTER_KEY, make_programme
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,23 +50,41 @@ class Played:
     client: Client
     programme_id: str
     late_programme_id: str
+    codec_log: io.StringIO
 
 
 @pytest.fixture(scope="module")
-async def played(tmp_session: Path, store: EventStore, examples: Path) -> AsyncIterator[Played]:
-    """A dev server with its Web UI, after the seed's mission played on it.
+async def played(
+    tmp_session: Path, store: EventStore, keyring: Keyring, examples: Path
+) -> AsyncIterator[Played]:
+    """A dev server with its Web UI, after the seed's mission played on it, encrypted.
 
-    A second programme holds one firm enrolled years after its introduction, in real
-    time: it catches up at once and waits for its evaluation decision.
+    As ``corridor dev`` runs it: every payload encrypted with its journey's key, and the
+    Web UI pointed at a codec server (the token in the endpoint's path) that logs each
+    decode. A second programme holds one firm enrolled years after its introduction, in
+    real time: it catches up at once and waits for its evaluation decision.
     """
+    ui_port, token = free_port(), uuid.uuid4().hex
+    codec_log = io.StringIO()
+    codec_logger = logging.getLogger("corridor.codec_server")
+    handler = logging.StreamHandler(codec_log)
+    codec_logger.addHandler(handler)
+    codec_logger.setLevel(logging.INFO)
+    codec = CodecServer(
+        codec_app(keyring, {token: "web-ui"}, f"http://127.0.0.1:{ui_port}"),
+        "127.0.0.1",
+        free_port(),
+    )
+    await codec.__aenter__()
     server = TemporalDevServer(
         port=free_port(),
-        ui_port=free_port(),
+        ui_port=ui_port,
         search_attributes=search.ALL,
         log_file=tmp_session / "ui-temporal.log",
+        ui_codec_endpoint=f"{codec.url}/{token}",
     )
     await server.start()
-    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    client = await Client.connect(server.address, data_converter=data_converter(keyring, "default"))
     task_queue = f"ui-{uuid.uuid4()}"
     worker = build_worker(client, store, task_queue)
     running = asyncio.create_task(worker.run())
@@ -91,11 +113,13 @@ async def played(tmp_session: Path, store: EventStore, examples: Path) -> AsyncI
             task_queue=task_queue,
         )
         await service.sync(client, late.id, "tardive")
-        yield Played(server, client, programme.id, late.id)
+        yield Played(server, client, programme.id, late.id, codec_log)
     finally:
         await worker.shutdown()
         await asyncio.gather(running, return_exceptions=True)
         await server.stop()
+        await codec.__aexit__(None, None, None)
+        codec_logger.removeHandler(handler)
 
 
 async def _firms(client: Client, programme_id: str, query: str) -> set[str]:
@@ -177,6 +201,7 @@ async def test_status_filters_by_query_and_links_each_journey(played: Played, ds
         **{k: v for k, v in os.environ.items() if not k.startswith(("CORRIDOR_", "TEMPORAL_"))},
         "TEMPORAL_ADDRESS": played.server.address,
         "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,
         "CORRIDOR_UI_URL": played.server.ui_url or "",
         "CORRIDOR_DATA_DIR": str(ROOT / "artifacts" / "no-stack"),
     }
@@ -257,8 +282,27 @@ async def test_a_browser_lists_journeys_by_stage_and_shows_one_in_plain_words(
                     break
                 await asyncio.sleep(0.25)
             await page.screenshot(path=str(ARTIFACTS / "journey-details.png"), full_page=True)
+
+            # The workflow's input, decoded by the codec server: the contact is there.
+            nordik = quote(f"journey/{pid}/nordik", safe="")
+            await page.goto(f"{ui}/namespaces/default/workflows/{nordik}")
+            editor = page.locator(".cm-scroller >> visible=true").first
+            await editor.wait_for(timeout=20_000)
+            await page.get_by_text('"enrollment"').first.wait_for(timeout=20_000)
+            contact = ""
+            for _ in range(80):  # the editor renders the lines in view: scroll through it
+                contact += await editor.inner_text()
+                if "elise.tremblay@nordik.example" in contact:
+                    break
+                await editor.evaluate("node => { node.scrollTop += 150; }")
+                await asyncio.sleep(0.1)
+            await page.screenshot(path=str(ARTIFACTS / "journey-input.png"), full_page=True)
         finally:
             await browser.close()
+    assert "elise.tremblay@nordik.example" in contact
+    decodes = played.codec_log.getvalue()
+    assert "codec.decoded" in decodes and "web-ui" in decodes and f"journey/{pid}/nordik" in decodes
+    assert "elise" not in decodes
     assert "Stage: closed" in body
     assert "Next deadline: none (journey over)" in body
     assert "cycle 1 evaluated: journey closed" in body

@@ -8,6 +8,7 @@
 - ``reading``: status, report, timeline;
 - ``demo``: the seed's mission;
 - ``mail``: the messages the embedded SMTP server kept.
+- ``privacy``: forget (erasure), keys status/rotate/retire/generate, codec-server.
 
 What they share is in ``app`` (consoles, exit codes, options) and ``connections``
 (finding Temporal and the event store). Exit codes: 0 on success; 1 when a journey
@@ -22,7 +23,7 @@ import sys
 
 import typer
 
-from corridor.cli import demo, files, mail, reading, servers, staff
+from corridor.cli import demo, files, mail, privacy, reading, servers, staff
 from corridor.cli.app import err, print_error
 
 app = typer.Typer(
@@ -41,6 +42,8 @@ void_app = typer.Typer(help="Void a record made by mistake, with a reason.", no_
 app.add_typer(void_app, name="void")
 next_step_app = typer.Typer(help="A meeting result's next step.", no_args_is_help=True)
 app.add_typer(next_step_app, name="next-step")
+keys_app = typer.Typer(help="Master and data keys: status, rotate, retire.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 app.command()(servers.dev)
 app.command()(files.enroll)
@@ -66,6 +69,12 @@ app.command()(demo.demo)
 next_step_app.command("done")(staff.next_step_done)
 app.command()(staff.reassign)
 app.command("mail")(mail.mail)
+app.command()(privacy.forget)
+app.command("codec-server")(privacy.codec_server)
+keys_app.command("status")(privacy.keys_status)
+keys_app.command("rotate")(privacy.keys_rotate)
+keys_app.command("retire")(privacy.keys_retire)
+keys_app.command("generate")(privacy.keys_generate)
 
 
 def main() -> None:

@@ -18,12 +18,19 @@ from urllib.parse import quote
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.keys import Keyring, KeyringError
 from activities.store import EventStore
+from corridor.codec import keyring_of
 from corridor.errors import Failure
 from corridor.imports import load_programme
 from corridor.settings import Settings, load_settings
 from corridor.stack import StackInfo, read_stack_file
-from corridor.temporal import SearchAttributesMissing, connect, require_search_attributes
+from corridor.temporal import (
+    SearchAttributesMissing,
+    connect,
+    open_keyring,
+    require_search_attributes,
+)
 from workflows import search
 
 
@@ -44,22 +51,57 @@ class Connections:
 
 @contextlib.asynccontextmanager
 async def connected(
-    settings: Settings, *, search_attributes: bool = True
+    settings: Settings, *, search_attributes: bool = True, encrypted: bool = True
 ) -> AsyncIterator[Connections]:
     """Connect to Temporal (the running stack's, or the environment's).
+
+    The client encrypts every payload (``corridor.codec``) with the data keys of the
+    event store's database, unwrapped with the master key (``CORRIDOR_MASTER_KEY`` or
+    the key file).
 
     Args:
         settings: Corridor's settings.
         search_attributes: Check that the namespace has Corridor's search attributes
             (every command but ``corridor setup``, which adds them).
+        encrypted: Connect with the codec (every command but ``corridor setup``, which
+            sends no payload).
 
     Raises:
-        Failure: Temporal cannot be reached, or lacks the search attributes (exit 3).
+        Failure: Temporal cannot be reached, or lacks the search attributes (exit 3);
+            no database or no master key to encrypt with (exit 3 and 2).
     """
     stack = read_stack_file(settings.data_dir)
     address = stack.temporal_address if stack else f"localhost:{settings.temporal_port}"
+    dsn = settings.dsn or (stack.dsn if stack else None)
+    keyring: Keyring | None = None
+    if encrypted:
+        if dsn is None:
+            where = settings.data_dir.resolve()
+            raise Failure(
+                f"no PostgreSQL (it holds the data keys): no `corridor dev` running from "
+                f"{where}; start it, or set CORRIDOR_DSN",
+                3,
+            )
+        try:
+            keyring = open_keyring(settings, dsn)
+        except KeyringError as error:
+            raise Failure(str(error), 2) from None
     try:
-        client = await connect(address)
+        yield await _connected(address, dsn, stack, keyring, search_attributes)
+    finally:
+        if keyring is not None:
+            await keyring.aclose()
+
+
+async def _connected(
+    address: str,
+    dsn: str | None,
+    stack: StackInfo | None,
+    keyring: Keyring | None,
+    search_attributes: bool,
+) -> Connections:
+    try:
+        client = await connect(address, keyring=keyring)
     except RuntimeError as error:
         detail = str(error).split("\n")[0][:160]
         raise Failure(
@@ -72,7 +114,7 @@ async def connected(
             await require_search_attributes(client)
         except SearchAttributesMissing as error:
             raise Failure(str(error), 3) from None
-    yield Connections(client, settings.dsn or (stack.dsn if stack else None), stack)
+    return Connections(client, dsn, stack)
 
 
 @contextlib.asynccontextmanager
@@ -90,7 +132,9 @@ async def open_store(connections: Connections) -> AsyncIterator[EventStore]:
             3,
         )
     try:
-        opening = EventStore.connect(connections.dsn)
+        opening = EventStore.connect(
+            connections.dsn, keyring=keyring_of(connections.client.data_converter)
+        )
         store = await opening.__aenter__()
     except OSError as error:
         raise Failure(f"cannot reach PostgreSQL ({error})", 3) from None

@@ -16,7 +16,7 @@ from corridor.logs import configure_logging
 from corridor.runtime import run_worker
 from corridor.settings import load_settings
 from corridor.stack import StackInfo, embedded_stack, read_stack_file
-from corridor.temporal import connect
+from corridor.temporal import connect, open_keyring
 from workflows import search
 
 
@@ -61,11 +61,16 @@ def demo(
         running = read_stack_file(settings.data_dir)
         if running is not None:
             err.print(f"Using the running `corridor dev` stack ({running.temporal_address}).")
-            client = await connect(running.temporal_address)
-            await play_on(client, running)
+            keyring = open_keyring(settings, running.dsn)
+            try:
+                client = await connect(running.temporal_address, keyring=keyring)
+                await play_on(client, running)
+            finally:
+                await keyring.aclose()
             return
         async with embedded_stack(settings, search_attributes=search.ALL) as stack:
-            client = await connect(stack.temporal_address)
+            keyring = open_keyring(settings, stack.dsn, create=True)
+            client = await connect(stack.temporal_address, keyring=keyring)
             stop = asyncio.Event()
             worker = asyncio.create_task(
                 run_worker(client, stack.dsn, settings.task_queue, stop, smtp_url=stack.smtp_url)
@@ -75,5 +80,6 @@ def demo(
             finally:
                 stop.set()
                 await worker
+                await keyring.aclose()
 
     run(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +11,10 @@ from typing import Annotated
 import typer
 
 from activities.migrations import MigrationError, migrate_database
+from corridor.cli import privacy
 from corridor.cli.app import err, out, run
 from corridor.cli.connections import connected, open_store
+from corridor.codec_server import CodecServer, codec_app
 from corridor.digest import digest_time, ensure_digest_schedule
 from corridor.errors import Failure
 from corridor.imports import load_programme
@@ -19,17 +22,19 @@ from corridor.logs import configure_logging
 from corridor.runtime import run_worker
 from corridor.settings import load_settings
 from corridor.stack import embedded_stack
-from corridor.temporal import connect, register_search_attributes
+from corridor.stack.processes import HOST
+from corridor.temporal import connect, open_keyring, register_search_attributes
 from workflows import search
 
 
 def dev(
     headless: Annotated[bool, typer.Option(help="Do not serve the Temporal Web UI.")] = False,
 ) -> None:
-    """Run the embedded stack in the foreground: Temporal, PostgreSQL and a worker.
+    """Run the embedded stack: Temporal, PostgreSQL, a worker and a codec server.
 
     State is kept under CORRIDOR_DATA_DIR (default .corridor/); starting again resumes
-    every journey where it was. Ctrl-C stops it.
+    every journey where it was. The Web UI decodes the journeys' payloads through the
+    codec server (its URL and token are in <data dir>/codec.json). Ctrl-C stops it.
     """
     configure_logging()
     settings = load_settings()
@@ -39,10 +44,24 @@ def dev(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with embedded_stack(
-            settings, headless=headless, search_attributes=search.ALL
-        ) as stack:
-            client = await connect(stack.temporal_address)
+        token = privacy.dev_codec_token()
+        codec_url = f"http://{HOST}:{settings.codec_port}"
+        async with contextlib.AsyncExitStack() as exits:
+            stack = await exits.enter_async_context(
+                embedded_stack(
+                    settings,
+                    headless=headless,
+                    search_attributes=search.ALL,
+                    ui_codec_endpoint=f"{codec_url}/{token}",  # the UI sends no header
+                )
+            )
+            keyring = open_keyring(settings, stack.dsn, create=True)
+            exits.push_async_callback(keyring.aclose)
+            app = codec_app(keyring, {token: "web-ui"}, stack.ui_url)
+            await exits.enter_async_context(CodecServer(app, HOST, settings.codec_port))
+            codec_file = privacy.write_codec_file(settings.data_dir, codec_url, token)
+            exits.callback(codec_file.unlink, missing_ok=True)
+            client = await connect(stack.temporal_address, keyring=keyring)
             await ensure_digest_schedule(
                 client,
                 settings.task_queue,
@@ -51,7 +70,8 @@ def dev(
             )
             err.print(
                 f"Corridor is running. Temporal Web UI: {stack.ui_url or '(headless)'}"
-                f"  Temporal: {stack.temporal_address}  Data: {settings.data_dir}\n"
+                f"  Temporal: {stack.temporal_address}  Codec server: {codec_url} "
+                f"(token in {codec_file})  Data: {settings.data_dir}\n"
                 f"Mail: {stack.smtp_url} (`corridor mail` lists what was sent); daily digest "
                 f"at {settings.digest_time} {settings.office_timezone} on working days.\n"
                 "Press Ctrl-C to stop.",
@@ -85,7 +105,7 @@ def setup(
 
     async def main() -> None:
         zone_name = load_programme(programme).office_timezone if programme else timezone
-        async with connected(settings, search_attributes=False) as connections:
+        async with connected(settings, search_attributes=False, encrypted=False) as connections:
             added = await register_search_attributes(connections.client)
             schedule = await ensure_digest_schedule(
                 connections.client,

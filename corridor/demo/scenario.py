@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from activities.store import EventStore
 from corridor import service
+from corridor.codec import keyring_of
 from corridor.demo.player import ClockMode, play
 from corridor.errors import Failure
 from corridor.imports import JournalRecord, load_journal, load_programme, load_roster
@@ -131,7 +132,7 @@ async def run_scenario(
         err.print(f"clock not set back to real time: {firm}: {why}")
     for enrolment in roster:  # the last messages go out before they are counted
         await service.messages_settled(client, programme.id, enrolment.firm.id)
-    async with EventStore.connect(stack.dsn) as store:
+    async with EventStore.connect(stack.dsn, keyring=keyring_of(client.data_converter)) as store:
         await print_bilan(store, programme.id, out=out, err=err)
         await print_messages(store, programme, first, scenario.until, out=out)
     if stack.ui_url:

@@ -35,6 +35,7 @@ async def embedded_stack(
     *,
     headless: bool = False,
     search_attributes: SearchAttributes | None = None,
+    ui_codec_endpoint: str | None = None,
 ) -> AsyncIterator[StackInfo]:
     """Run PostgreSQL, the Temporal dev server and an SMTP server while the context is open.
 
@@ -54,6 +55,7 @@ async def embedded_stack(
         settings: Data directory, DSN and Temporal ports.
         headless: Do not serve the Temporal web UI.
         search_attributes: Custom search attributes to register with Temporal.
+        ui_codec_endpoint: The codec server the Web UI decodes payloads with.
 
     Yields:
         How to reach the stack.
@@ -84,6 +86,7 @@ async def embedded_stack(
             headless=headless,
             search_attributes=search_attributes,
             log_file=data_dir / "temporal.log",
+            ui_codec_endpoint=ui_codec_endpoint,
         )
         stack.push_async_callback(temporal.stop)
         await temporal.start()

@@ -112,6 +112,7 @@ class TemporalDevServer:
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         dynamic_config: dict[str, str] | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         """Configure the server; nothing is started until :meth:`start`.
 
@@ -132,6 +133,8 @@ class TemporalDevServer:
             stop_timeout: Seconds to wait for the server to exit before killing it.
             dynamic_config: More dynamic configuration values (key to value, the value
                 as the dev server reads it, e.g. ``'"1s"'``); time skipping is always on.
+            ui_codec_endpoint: The codec server the Web UI decodes payloads with
+                (``--ui-codec-endpoint``); None: the UI shows them encrypted.
         """
         self.db_file = db_file
         self.port = port
@@ -147,6 +150,7 @@ class TemporalDevServer:
         self._pid: int | None = None
         self._launcher: Path | None = None
         self._dynamic_config = dict(dynamic_config or {})
+        self.ui_codec_endpoint = ui_codec_endpoint
 
     @property
     def address(self) -> str:
@@ -254,6 +258,11 @@ class TemporalDevServer:
                         arg
                         for key, value in self._dynamic_config.items()
                         for arg in ("--dynamic-config-value", f"{key}={value}")
+                    ),
+                    *(
+                        ("--ui-codec-endpoint", self.ui_codec_endpoint)
+                        if self.ui_codec_endpoint and not self.headless
+                        else ()
                     ),
                 ],
                 dev_server_startup_timeout=timedelta(seconds=self.startup_timeout),
