@@ -364,6 +364,8 @@ class MessageSent(Event):
     def summary(self) -> str:  # noqa: D102
         who = "the firm's contact" if self.recipient == "contact" else self.recipient
         return f"message sent to {who}: {self.kind.replace('_', ' ')}"
+
+
 class FirmErased(Event):
     """The firm's personal data was erased on request (Québec's Law 25, the GDPR).
 

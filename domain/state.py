@@ -225,6 +225,8 @@ class JourneyState(BaseModel):
         The adviser it was reassigned to, else the roster's, else the programme's default.
         """
         return self.assigned_adviser or self.firm.adviser or self.programme.default_adviser
+
+    @property
     def firm_label(self) -> str:
         """The firm's name for reports: marked ``[erased]`` once its data was erased."""
         return f"{self.firm.name} {ERASED}" if self.erased_on else self.firm.name
@@ -476,6 +478,8 @@ def _(event: AdviserAssigned, state: JourneyState) -> Changes:
 @_apply.register
 def _(event: MessageSent, state: JourneyState) -> Changes:
     return {"messages_sent": state.messages_sent + 1}
+
+
 @_apply.register
 def _(event: FirmErased, state: JourneyState) -> Changes:
     # What the state held of people goes; the figures stay.
@@ -484,8 +488,12 @@ def _(event: FirmErased, state: JourneyState) -> Changes:
         key: meeting.model_copy(update={"notes": ""}) if meeting.notes else meeting
         for key, meeting in state.meetings.items()
     }
+    next_steps = {
+        key: step.model_copy(update={"next_step": ERASED})
+        for key, step in state.next_steps.items()
+    }
     erased_on = local_date(event.occurred_at, state.tz)
-    return {"firm": firm, "meetings": meetings, "erased_on": erased_on}
+    return {"firm": firm, "meetings": meetings, "next_steps": next_steps, "erased_on": erased_on}
 
 
 # Corrections: the state shows the latest values; the corrected events stay in the stream.
