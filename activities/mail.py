@@ -493,9 +493,11 @@ class MailActivities:
             programme_id,
         )
         states: list[JourneyState] = []
+        await self.store._load_keys([row["stream_id"] for row in rows])
         for row in rows:
             if row["last"] is not None and row["last"] <= at:
-                states.append(JourneyState.model_validate(row["state"]))
+                opened = self.store._open(row["stream_id"], row["state"])  # sealed fields
+                states.append(JourneyState.model_validate(opened))
                 continue
             events: list[Event] = [
                 e.event

@@ -31,7 +31,7 @@ from datetime import time as dt_time
 from pathlib import Path
 
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, ResetReapplyType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -570,6 +570,9 @@ async def _reset_current_run(
             reason="reliability: reset to a random point mid-run",
             workflow_task_finish_event_id=point,
             request_id=str(uuid.uuid4()),
+            # Signals and updates after the point are applied again, as the Temporal
+            # CLI's `temporal workflow reset` does by default.
+            reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_ALL_ELIGIBLE,
         )
     )
     return True

@@ -43,7 +43,7 @@ from domain.commands import (
     RequestMeeting,
 )
 from domain.programme import Firm, Programme
-from tests.conftest import EXAMPLES, make_programme
+from tests.conftest import EXAMPLES, MASTER_KEY, make_programme
 from workflows.digest import AdviserDigests, DigestInput
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,6 +318,7 @@ def _worker_env(temporal: TemporalDevServer, dsn: str, task_queue: str, smtp_url
         "CORRIDOR_TASK_QUEUE": task_queue,
         "CORRIDOR_SMTP_URL": smtp_url,
         "CORRIDOR_DATA_DIR": str(work / "no-stack"),
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,  # the session's: the journeys are encrypted
     }
 
 

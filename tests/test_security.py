@@ -198,6 +198,7 @@ async def test_worker_role_has_exactly_its_grants(store: EventStore) -> None:
         "return_visits": read_model,
         "schema_migrations": "SELECT",
         "data_keys": "INSERT,SELECT,UPDATE",  # create, re-wrap, destroy; never delete
+        "outbox": "INSERT,SELECT,UPDATE",  # messages written, then marked sent
     }
     role = await store.pool.fetchrow(
         "SELECT rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls "
@@ -305,7 +306,7 @@ async def test_owner_without_createrole_skips_the_role_with_a_warning(
     owner_dsn = database_dsn(dsn, scratch["database"], scratch["owner"])
 
     with caplog.at_level(logging.WARNING, logger="activities.migrations"):
-        assert await migrate_database(owner_dsn) == [1, 2, 4, 5, 7]
+        assert await migrate_database(owner_dsn) == [1, 2, 4, 5, 6, 7]
     warnings = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
     assert [w["event"] for w in warnings] == ["migrations.role_skipped"]
     assert "CREATE ROLE" in warnings[0]["reason"]
