@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import signal
 import urllib.parse
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -42,6 +44,18 @@ from workflows.journey import FirmJourney
 log = structlog.get_logger(__name__)
 
 
+def activities_of(store: EventStore, mailer: Mailer | None = None) -> list[Callable[..., Any]]:
+    """Every activity the journeys call, wired to the event store (and the mailer).
+
+    Args:
+        store: The event store.
+        mailer: The SMTP client; None keeps messages in the outbox, unsent.
+    """
+    journey = JourneyActivities(store)
+    mail = MailActivities(store, mailer)
+    return [journey.store_events, journey.find_command, mail.send_message, mail.send_digests]
+
+
 def build_worker(
     client: Client, store: EventStore, task_queue: str, mailer: Mailer | None = None
 ) -> Worker:
@@ -54,18 +68,11 @@ def build_worker(
         mailer: The SMTP client messages go through; None: messages are kept in the
             outbox, unsent, and nothing is recorded as sent.
     """
-    activities = JourneyActivities(store)
-    mail = MailActivities(store, mailer)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[FirmJourney, AdviserDigests],
-        activities=[
-            activities.store_events,
-            activities.find_command,
-            mail.send_message,
-            mail.send_digests,
-        ],
+        activities=activities_of(store, mailer),
         graceful_shutdown_timeout=timedelta(seconds=10),
         deployment_config=deployment.deployment_config(),  # CORRIDOR_DEPLOYMENT_NAME, _BUILD_ID
     )

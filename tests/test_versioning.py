@@ -32,10 +32,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
-from activities.journey import JourneyActivities
 from activities.store import EventStore
 from corridor import service
 from corridor.deployment import DeploymentSettings, deployment_config
+from corridor.runtime import activities_of
 from corridor.stack import TemporalDevServer, free_port
 from deploy import release
 from domain.calendar import ProgrammeClock, zone
@@ -114,7 +114,7 @@ def _worker(client: Client, store: EventStore, queue: str, version: WorkerDeploy
         client,
         task_queue=queue,
         workflows=[journey],
-        activities=[JourneyActivities(store).store_events],
+        activities=activities_of(store),
         deployment_config=deployment_config(settings),
     )
 
