@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+import structlog
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -10,11 +14,26 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.keys import Keyring, load_master_keys
 from corridor.codec import data_converter
 from corridor.settings import Settings
 from workflows import search
+
+log = structlog.get_logger(__name__)
+
+#: Answers of a server that is busy or restarting, not of a wrong request: asked again.
+TRANSIENT = frozenset(
+    {
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+    }
+)
 
 
 async def connect(
@@ -64,11 +83,37 @@ class SearchAttributesMissing(RuntimeError):
     """The namespace lacks some of Corridor's search attributes (``corridor setup`` adds them)."""
 
 
-async def missing_search_attributes(client: Client) -> list[str]:
-    """Names of Corridor's search attributes the client's namespace does not have."""
-    listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
+async def missing_search_attributes(client: Client, *, within: float = 60.0) -> list[str]:
+    """Names of Corridor's search attributes the client's namespace does not have.
+
+    A busy server may drop the question (a dev server under load answered "operation was
+    canceled" after 10 s): each attempt waits 5 s at most and is asked again, with a
+    growing pause, until ``within`` seconds have passed.
+
+    Args:
+        client: A client of the namespace to check.
+        within: Seconds to keep asking a server that answers with a transient error.
+
+    Raises:
+        RPCError: The server refused the question (a permanent status), or still failed
+            after ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pause = 0.2
+    while True:
+        try:
+            listed = await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=client.namespace),
+                timeout=timedelta(seconds=5),
+            )
+            break
+        except RPCError as error:
+            if error.status not in TRANSIENT or loop.time() + pause > deadline:
+                raise
+            log.warning("temporal.asked_again", rpc="ListSearchAttributes", error=str(error))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
     existing = set(listed.custom_attributes)
     return sorted(key.name for key in search.ALL if key.name not in existing)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from corridor.settings import Settings
 from corridor.stack import (
@@ -26,6 +28,8 @@ from corridor.stack import (
     free_port,
     read_stack_file,
 )
+from corridor.temporal import missing_search_attributes
+from workflows import search
 
 # Each test starts and stops real servers in a few seconds; the timeout only guards
 # against hangs.
@@ -189,3 +193,28 @@ def test_read_stack_file_ignores_dead_writer(tmp_path: Path) -> None:
     assert read_stack_file(tmp_path) is None
     (tmp_path / STACK_FILE).write_text("not json")
     assert read_stack_file(tmp_path) is None
+
+
+async def test_the_startup_check_asks_a_restarting_temporal_again(tmp_path: Path) -> None:
+    """A server away for a moment is asked again (what a worker checks first), then answers."""
+    port = free_port()
+    async with TemporalDevServer(port=port, headless=True, log_file=tmp_path / "a.log") as first:
+        client = await Client.connect(first.address)
+        assert await missing_search_attributes(client) == sorted(k.name for k in search.ALL)
+    asking = asyncio.create_task(missing_search_attributes(client, within=40))
+    await asyncio.sleep(1.5)
+    assert not asking.done(), "an absent server should be asked again, not given up on"
+    async with TemporalDevServer(port=port, headless=True, log_file=tmp_path / "b.log"):
+        missing = await asyncio.wait_for(asking, 40)
+    assert missing == sorted(key.name for key in search.ALL)  # a bare server has none
+
+
+async def test_a_server_that_stays_away_is_reported_after_the_wait(tmp_path: Path) -> None:
+    """Asking again has an end: a server gone for good is reported as unavailable."""
+    async with TemporalDevServer(
+        port=free_port(), headless=True, log_file=tmp_path / "gone.log"
+    ) as server:
+        client = await Client.connect(server.address)
+    with pytest.raises(RPCError) as raised:
+        await missing_search_attributes(client, within=1.0)
+    assert raised.value.status == RPCStatusCode.UNAVAILABLE
