@@ -254,9 +254,7 @@ class MailActivities:
             return SendMessageResult(kind=kind.value, note="the firm has no adviser")
         mid = message_id(str(cause.event_id), to)
         result = SendMessageResult(message_id=mid, kind=kind.value, recipient=to)
-        if any(
-            isinstance(e.event, MessageSent) and e.event.message_id == mid for e in envelopes
-        ):
+        if any(isinstance(e.event, MessageSent) and e.event.message_id == mid for e in envelopes):
             return result.model_copy(update={"sent": True, "recorded": True})
         if not await self._known(mid):
             outgoing = await self._journey_message(mid, kind, to, state, cause.event, input)
@@ -304,9 +302,7 @@ class MailActivities:
     # ---------------------------------------------------------------- the outbox
 
     async def _known(self, mid: UUID) -> bool:
-        found = await self.store.pool.fetchval(
-            "SELECT 1 FROM outbox WHERE message_id = $1", mid
-        )
+        found = await self.store.pool.fetchval("SELECT 1 FROM outbox WHERE message_id = $1", mid)
         return found is not None
 
     async def _sealed(self, stream_id: str | None, text: str) -> str:
@@ -332,9 +328,7 @@ class MailActivities:
         that erasing the firm (its key destroyed) leaves them unreadable here too.
         """
         address = await self._sealed(outgoing.stream_id, outgoing.to_address)
-        body = await self._sealed(
-            outgoing.stream_id, base64.b64encode(outgoing.render()).decode()
-        )
+        body = await self._sealed(outgoing.stream_id, base64.b64encode(outgoing.render()).decode())
         await self.store.pool.execute(
             "INSERT INTO outbox (message_id, kind, programme_id, firm_id, stream_id, cause, "
             "recipient, to_address, business_date, subject, message) "
@@ -378,8 +372,7 @@ class MailActivities:
         address = await self._opened(row["stream_id"], row["to_address"])
         if ERASED in (body, address):
             await self.store.pool.execute(
-                "UPDATE outbox SET state = 'refused', last_error = 'erased' "
-                "WHERE message_id = $1",
+                "UPDATE outbox SET state = 'refused', last_error = 'erased' WHERE message_id = $1",
                 mid,
             )
             return result.model_copy(update={"note": "refused: the firm's data was erased"})
@@ -493,11 +486,12 @@ class MailActivities:
             programme_id,
         )
         states: list[JourneyState] = []
-        await self.store._load_keys([row["stream_id"] for row in rows])
+        current = [row for row in rows if row["last"] is not None and row["last"] <= at]
+        opened = await self.store.open_fields([(row["stream_id"], row["state"]) for row in current])
+        read = dict(zip([row["stream_id"] for row in current], opened, strict=True))
         for row in rows:
-            if row["last"] is not None and row["last"] <= at:
-                opened = self.store._open(row["stream_id"], row["state"])  # sealed fields
-                states.append(JourneyState.model_validate(opened))
+            if row["stream_id"] in read:
+                states.append(JourneyState.model_validate(read[row["stream_id"]]))
                 continue
             events: list[Event] = [
                 e.event
@@ -517,4 +511,3 @@ def _envelope_sender(raw: bytes) -> str | None:
         if line.lower().startswith(b"from:"):
             return line[5:].decode("ascii", "replace").strip() or None
     return None
-

@@ -71,6 +71,7 @@ _APPEND = (
 _HORIZON = f"(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {POSITION_BITS})"
 """Positions below this belong to transactions that have all ended (committed or not)."""
 
+
 class Contact(BaseModel):
     """A firm's contact, as the roster gave it (personal data: never logged).
 
@@ -163,6 +164,23 @@ class EventStore:
     async def _load_keys(self, stream_ids: Sequence[str]) -> None:
         if self.keyring is not None:
             await self.keyring.load(stream_ids)
+
+    async def open_fields(self, items: Sequence[tuple[str, Any]]) -> list[Any]:
+        """JSON data read from this store, with its sealed personal fields opened.
+
+        Args:
+            items: ``(stream_id, data)`` pairs: a stream's data (an event's, a state's)
+                as read from a table of this store.
+
+        Returns:
+            Each data, in order, its sealed fields opened with its stream's key; a field
+            of an erased stream (its key destroyed) reads ``"[erased]"``.
+
+        Raises:
+            KeyringError: A key cannot be opened with the configured master keys.
+        """
+        await self._load_keys(list(dict.fromkeys(stream_id for stream_id, _ in items)))
+        return [self._open(stream_id, data) for stream_id, data in items]
 
     @classmethod
     @asynccontextmanager
@@ -398,9 +416,7 @@ class EventStore:
                         carried += rows
                         continue
                     complete, carried = carried + rows[:split], rows[split:]
-                    await _copy_rows(
-                        connection, _rebuilt_rows(complete, programmes, self.keyring)
-                    )
+                    await _copy_rows(connection, _rebuilt_rows(complete, programmes, self.keyring))
                 if carried:
                     await _copy_rows(connection, _rebuilt_rows(carried, programmes, self.keyring))
             finally:

@@ -7,12 +7,14 @@ import json
 import os
 import secrets
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from activities.keys import KeyringError, MasterKey, write_key_file
+from activities.keys import Keyring, KeyringError, MasterKey, write_key_file
 from corridor import erasure, service
 from corridor.cli.app import ByOption, ProgrammeOption, author, err, out, run
 from corridor.cli.connections import connected, open_store, programme_id_of
@@ -82,20 +84,31 @@ def _dsn(settings: Settings) -> str:
     return dsn
 
 
+@asynccontextmanager
+async def _keyring(settings: Settings) -> AsyncIterator[Keyring]:
+    """The store's keyring with the configured master keys, closed on exit.
+
+    Raises:
+        Failure: No PostgreSQL (exit 3), or the master keys cannot be read (exit 2).
+    """
+    try:
+        keyring = open_keyring(settings, _dsn(settings))
+    except KeyringError as error:
+        raise Failure(str(error), 2) from None
+    try:
+        yield keyring
+    finally:
+        await keyring.aclose()
+
+
 def keys_status() -> None:
     """Show the master keys this process has and how many data keys each wraps."""
     settings = _keyring_settings()
 
     async def main() -> None:
-        try:
-            keyring = open_keyring(settings, _dsn(settings))
-        except KeyringError as error:
-            raise Failure(str(error), 2) from None
-        try:
+        async with _keyring(settings) as keyring:
             usage = await keyring.usage()
             destroyed = await keyring.destroyed()
-        finally:
-            await keyring.aclose()
         known = keyring.master_keys
         out.print(f"master keys from {known.source}:")
         for index, key in enumerate(known.keys):
@@ -121,11 +134,7 @@ def keys_rotate() -> None:
     settings = _keyring_settings()
 
     async def main() -> None:
-        try:
-            keyring = open_keyring(settings, _dsn(settings))
-        except KeyringError as error:
-            raise Failure(str(error), 2) from None
-        try:
+        async with _keyring(settings) as keyring:
             known = keyring.master_keys
             if known.file is not None:
                 new = MasterKey.generate()
@@ -133,8 +142,6 @@ def keys_rotate() -> None:
                 err.print(f"new master key {new.id} written first in {known.file}")
             count = await keyring.rewrap()
             usage = await keyring.usage()
-        finally:
-            await keyring.aclose()
         current = keyring.master_keys.current
         out.print(f"{count} data key(s) re-wrapped under master key {current.id}")
         for key in keyring.master_keys.keys[1:]:
@@ -151,14 +158,8 @@ def keys_retire() -> None:
     settings = _keyring_settings()
 
     async def main() -> None:
-        try:
-            keyring = open_keyring(settings, _dsn(settings))
-        except KeyringError as error:
-            raise Failure(str(error), 2) from None
-        try:
+        async with _keyring(settings) as keyring:
             usage = await keyring.usage()
-        finally:
-            await keyring.aclose()
         known = keyring.master_keys
         kept = [known.current, *(k for k in known.keys[1:] if usage.get(k.id, 0) > 0)]
         dropped = [k.id for k in known.keys if k not in kept]
@@ -206,21 +207,15 @@ def codec_server(
             raise Failure(f"CORRIDOR_CODEC_TOKENS: {error}", 2) from None
         if not tokens:
             raise Failure("set CORRIDOR_CODEC_TOKENS (name=token pairs) first", 2)
-        try:
-            keyring = open_keyring(settings, _dsn(settings))
-        except KeyringError as error:
-            raise Failure(str(error), 2) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        app = codec_app(keyring, tokens, ui_origin or settings.codec_ui_origin)
-        try:
+        async with _keyring(settings) as keyring:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            app = codec_app(keyring, tokens, ui_origin or settings.codec_ui_origin)
             async with CodecServer(app, host, port or settings.codec_port) as server:
                 err.print(f"codec server at {server.url}; Ctrl-C stops it")
                 await stop.wait()
-        finally:
-            await keyring.aclose()
 
     run(main())
 
