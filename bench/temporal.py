@@ -113,11 +113,11 @@ async def stack(dsn: str, name: str, work: Path) -> AsyncIterator[Stack]:
             finally:
                 if process.returncode is None:
                     process.terminate()
-                    try:
-                        await asyncio.wait_for(process.wait(), 20)
-                    except TimeoutError:
-                        process.kill()
-                        await process.wait()
+                try:  # reads its stdout to the end too: the pipe is closed with the loop open
+                    await asyncio.wait_for(process.communicate(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.communicate()
 
 
 def peak_rss_mib(pid: int | None) -> float | None:
