@@ -89,6 +89,7 @@ from domain.events import (
     VisitAttendanceCorrected,
 )
 from domain.money import Money
+from domain.programme import Programme
 from domain.state import (
     ContractState,
     JourneyState,
@@ -193,6 +194,9 @@ def _decide(state: JourneyState | None, command: Command, now: datetime) -> list
         case ArrangeMeeting():
             return [_arrange_meeting(state, command, day, now)]
         case RecordMeetingResult():
+            meeting = state.meetings.get(command.meeting_id)
+            if meeting is not None and meeting.outcome is command.outcome:
+                return [_added_next_step(state, command, day, now)]
             result = _record_result(state, command, day, now)
             return [result, *_next_step(state, command, result)]
         case SignContract():
@@ -238,6 +242,44 @@ def _command_day(state: JourneyState, command: Command, now: datetime) -> date:
             f"{cycle_started_on(state)}"
         )
     return day
+
+
+_ENROLMENT_FIRM_FIELDS = ("name", "sector", "city", "contact_name", "contact_email", "adviser",
+                          "language")
+
+
+def enrolment_differences(state: JourneyState, command: EnrollFirm) -> list[Difference]:
+    """What an enrolment says that differs from the journey the firm already has.
+
+    A roster enrolls each firm once (``AlreadyEnrolled``); a row sent again with other
+    values is not applied, and these are the values to report so that nothing typed
+    is silently dropped.
+
+    Args:
+        state: The firm's journey.
+        command: The enrolment sent again (a roster row).
+
+    Returns:
+        ``(field, recorded, this says)`` for each field that differs: the firm's fields,
+        ``mission_id`` and, when the row gives one, ``introduced_on``; none for a firm
+        whose personal data was erased.
+    """
+    if state.erased_on is not None:
+        return []
+    pairs: list[tuple[str, object, object]] = [
+        ("mission_id", state.mission_id, command.mission_id)
+    ]
+    if command.occurred_on is not None:
+        pairs.append(("introduced_on", state.introduced_on, command.occurred_on))
+    pairs += [
+        (name, getattr(state.firm, name), getattr(command.firm, name))
+        for name in _ENROLMENT_FIRM_FIELDS
+    ]
+    return [
+        (name, "(none)" if old is None else str(old), "(none)" if new is None else str(new))
+        for name, old, new in pairs
+        if old != new
+    ]
 
 
 def _enroll(state: JourneyState | None, command: EnrollFirm, now: datetime) -> FirmEnrolled:
@@ -383,6 +425,39 @@ def _next_step(
             due_on=command.next_step_due_on,
         )
     ]
+
+
+def _added_next_step(
+    state: JourneyState, command: RecordMeetingResult, day: date, now: datetime
+) -> NextStepScheduled:
+    """A next step with a due date given after the meeting's result was recorded.
+
+    The result is sent again with the same outcome and the next step: the result stays
+    as recorded (``_result_recorded`` sends here only when the meeting has no next step
+    yet), and the next step becomes a deadline from the command's date.
+
+    Raises:
+        MeetingRuleBroken: The meeting was not held (no next step to follow).
+        DateOutOfRange: The next step is due before the command's date.
+    """
+    meeting = state.meetings[command.meeting_id]
+    if not command.outcome.held:
+        raise MeetingRuleBroken(
+            f"meeting {meeting.meeting_id} was not held ({command.outcome.value}): "
+            "it has no next step to follow"
+        )
+    due_on = command.next_step_due_on
+    assert due_on is not None  # _result_recorded: a result without a due date is recorded
+    if due_on < day:
+        raise DateOutOfRange(
+            f"next step of meeting {command.meeting_id} due on {due_on}, before {day}"
+        )
+    return NextStepScheduled(
+        **_when(state, day, now),
+        meeting_id=meeting.meeting_id,
+        next_step=command.next_step or "next step",
+        due_on=due_on,
+    )
 
 
 def _complete_next_step(
@@ -545,12 +620,29 @@ def _check_attribution(
 
 
 def _check_amount(state: JourneyState, value: Money) -> None:
-    maximum = state.programme.policy.max_contract_amount
+    check_contract_amount(state.programme, value)
+
+
+def check_contract_amount(programme: Programme, value: Money) -> None:
+    """Refuse a contract amount above the programme's plausibility bound.
+
+    The rule of ``Policy.max_contract_amount`` (a figure above it is a typing slip more
+    often than a contract); the journey applies it to every contract and correction,
+    and a journal file checks its rows with it before anything is sent.
+
+    Args:
+        programme: The programme whose policy sets the maximum.
+        value: The contract's amount, with its currency (the maximum applies in any).
+
+    Raises:
+        AmountAboveMaximum: The amount is above the maximum; the message names both.
+    """
+    maximum = programme.policy.max_contract_amount
     if value.amount > maximum:
         raise AmountAboveMaximum(
             f"contract amount {value} is above the programme's maximum of "
             f"{maximum.normalize():,f} {value.currency} (policy max_contract_amount of "
-            f"{state.programme.id})"
+            f"{programme.id})"
         )
 
 
@@ -868,7 +960,29 @@ def _result_recorded(state: JourneyState, command: RecordMeetingResult) -> bool:
     if meeting is None or meeting.outcome is None:
         return False
     if meeting.outcome is command.outcome:
-        return True
+        step = state.next_steps.get(command.meeting_id)
+        if command.next_step_due_on is None:
+            return True
+        if step is None:
+            return False  # the result again, with a next step it lacked: the step is added
+        asked = (command.next_step or "next step", command.next_step_due_on)
+        if (step.next_step, step.due_on) == asked:
+            return True
+        raise _differs(
+            f"the next step of meeting {meeting.meeting_id} ({meeting.counterpart})",
+            [
+                (name, old, new)
+                for name, old, new in (
+                    ("next_step", step.next_step, asked[0]),
+                    ("next_step_due_on", str(step.due_on), str(asked[1])),
+                )
+                if old != new
+            ],
+            otherwise=(
+                f"mark it done with `corridor next-step done {state.firm.id} "
+                f"{meeting.meeting_id}`; a meeting has one next step"
+            ),
+        )
     raise _differs(
         f"the result of meeting {meeting.meeting_id} ({meeting.counterpart}, recorded on "
         f"{meeting.result_on})",

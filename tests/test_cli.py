@@ -360,6 +360,28 @@ async def test_enroll_good_roster_then_again_starts_nothing_new(
     for firm in FIRMS:
         assert f"journey/{programme_id}/{firm}: already enrolled" in run.out, run
     assert "0 journey(s) started, 3 already enrolled." in run.out, run
+    assert "differs" not in run.err, run
+
+    # The same roster re-exported with the firm renamed and a new contact: not applied,
+    # and said.
+    for firm in FIRMS:
+        await service.sync(client, programme_id, firm)
+    text = await asyncio.to_thread(roster.read_text, "utf-8")
+    edited = text.replace(
+        "Groupe Trifide,", "Groupe Trifide inc.,"
+    ).replace("contact@trifide.example", "new.contact@trifide.example")
+    run = await cli("enroll", write(roster.with_name("edited.csv"), edited.rstrip("\n")), "-p",
+                    programme)
+    assert run.code == 1, run
+    assert (
+        "differs: trifide is already enrolled with name 'Groupe Trifide' (this row: "
+        "'Groupe Trifide inc.'); contact_email 'contact@trifide.example' (this row: "
+        "'new.contact@trifide.example'): a roster does not change an enrolment"
+    ) in flat(run.err), run
+    assert "1 firm(s) already enrolled with other values: not changed" in flat(run.err), run
+    view = await service.view(client, programme_id, "trifide")
+    assert view.state.firm.contact_email == "contact@trifide.example"
+    assert view.state.firm.name == "Groupe Trifide"
 
 
 async def test_enroll_with_a_past_journal_imports_it_in_business_time_order(

@@ -61,6 +61,7 @@ from domain.events import (
     MeetingNotHeld,
     MeetingRequested,
     MeetingResultOverdue,
+    NextStepScheduled,
     ReturnVisitAttended,
     ReturnVisitDue,
     ReturnVisitMissed,
@@ -398,6 +399,46 @@ def test_the_same_result_again_is_already_recorded_whatever_its_notes() -> None:
     )
     assert journey.do(date(2013, 9, 20), again) == []
     assert journey.state.meetings["apple-1"].notes == ""
+
+
+def test_the_result_again_with_a_next_step_adds_the_next_step() -> None:
+    """Staff often agree on the next step after typing the result: it is not dropped."""
+    journey = Journey()
+    held_meeting_with_apple(journey)
+    with_step = RecordMeetingResult(
+        meeting_id="apple-1",
+        outcome=Outcome.PROMISING,
+        next_step="Send the proposal",
+        next_step_due_on=date(2013, 10, 1),
+    )
+    [scheduled] = journey.do(date(2013, 9, 20), with_step)
+    assert isinstance(scheduled, NextStepScheduled)
+    assert (scheduled.next_step, scheduled.due_on) == ("Send the proposal", date(2013, 10, 1))
+    assert scheduled.occurred_at.astimezone(LA).date() == date(2013, 9, 20)
+    assert journey.state.meetings["apple-1"].outcome is Outcome.PROMISING  # unchanged
+    assert journey.state.next_steps["apple-1"].pending
+    assert journey.do(date(2013, 9, 21), with_step) == []  # the same again: recorded
+    other_day = with_step.model_copy(update={"next_step_due_on": date(2013, 10, 8)})
+    error = journey.refuse(date(2013, 9, 21), other_day, RecordDiffers)
+    assert "next_step_due_on 2013-10-01, this says next_step_due_on 2013-10-08" in str(error)
+    assert "corridor next-step done trifide apple-1" in str(error)
+
+
+def test_a_next_step_for_a_meeting_not_held_is_refused() -> None:
+    journey = Journey()
+    journey.play(
+        (INTRO, request("apple-1", "Apple")),
+        (date(2013, 9, 18), arrange("apple-1", at(date(2013, 9, 19), 10))),
+        (date(2013, 9, 19), result("apple-1", Outcome.NO_SHOW)),
+    )
+    step = RecordMeetingResult(
+        meeting_id="apple-1",
+        outcome=Outcome.NO_SHOW,
+        next_step="Call again",
+        next_step_due_on=date(2013, 10, 1),
+    )
+    error = journey.refuse(date(2013, 9, 20), step, MeetingRuleBroken)
+    assert "was not held (no_show)" in str(error)
 
 
 def test_another_result_for_the_same_meeting_differs_and_names_the_correction() -> None:

@@ -266,6 +266,11 @@ async def test_a_next_step_never_done_is_overdue_the_day_after_and_the_adviser_i
     ):
         await service.send(client, programme_id, "acme", command)
     await service.advance_clock(client, programme_id, "acme", datetime(2013, 9, 18, 12, tzinfo=LA))
+    # m-2's result is typed first without its next step, then again with it: added.
+    await service.send(
+        client, programme_id, "acme",
+        RecordMeetingResult(meeting_id="m-2", outcome=Outcome.PROMISING),
+    )
     for meeting_id, step in (("m-1", "Send the proposal"), ("m-2", "Call back")):
         await service.send(
             client,
@@ -277,6 +282,7 @@ async def test_a_next_step_never_done_is_overdue_the_day_after_and_the_adviser_i
             ),
         )
     view = await service.view(client, programme_id, "acme")
+    assert view.state.next_steps["m-2"].next_step == "Call back"
     assert view.next_deadline is not None
     assert view.next_deadline.kind == "next_step_overdue"
     assert view.next_deadline.description == (
@@ -444,3 +450,51 @@ def test_the_roster_refuses_unknown_advisers_and_malformed_addresses(
     acme, gamma = load_roster(roster, programme)
     assert (acme.firm.adviser, acme.firm.language) == ("anna", "en")
     assert (gamma.firm.adviser, gamma.firm.language) == (None, "fr")
+
+
+# ------------------------------------------------------------- corridor mail
+
+
+def test_corridor_mail_says_when_a_filter_matches_none_of_the_messages(tmp_path: Path) -> None:
+    """`--to` or `--firm` matching nothing is told apart from an empty mailbox."""
+    from email.message import EmailMessage
+
+    from corridor.stack.smtp import Mailbox
+
+    kept = EmailMessage()
+    kept["To"] = "contact@trifide.example"
+    kept["Subject"] = "Rappel : visite de retour"
+    kept["Message-ID"] = "<reminder-1@corridor.test>"
+    kept["X-Corridor-Firm"] = "trifide"
+    kept["X-Corridor-Business-Date"] = "2014-02-15"
+    kept.set_content("Bonjour")
+    assert Mailbox(tmp_path / "mail").keep(bytes(kept))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CORRIDOR_"))},
+        "CORRIDOR_DATA_DIR": str(tmp_path),
+        "COLUMNS": "200",
+    }
+    corridor = Path(sys.executable).with_name("corridor")
+
+    def mail(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(corridor), "mail", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    listed = mail("--to", "trifide")
+    assert listed.returncode == 0, listed
+    assert "1 message(s)" in listed.stdout and "contact@trifide.example" in listed.stdout
+    for args, asked in (
+        (("--to", "nobody@example.org"), "to 'nobody@example.org'"),
+        (("--firm", "boreal"), "for firm 'boreal'"),
+    ):
+        none = mail(*args)
+        assert none.returncode == 1, none
+        assert f"none of the 1 message(s) in {tmp_path / 'mail'} is {asked}" in " ".join(
+            none.stderr.split()
+        ), none
+    empty = subprocess.run(
+        [str(corridor), "mail"], env={**env, "CORRIDOR_DATA_DIR": str(tmp_path / "other")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert empty.returncode == 1 and "no message in" in empty.stderr, empty

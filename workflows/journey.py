@@ -96,6 +96,12 @@ FOLLOW_UPS_PATCH = "follow-ups-reach-people"
 Journeys begun before it replay without it (no send activities, no next-step
 deadlines); their next run (after continue-as-new) follows it."""
 
+NEXT_STEP_AFTER_RESULT_PATCH = "next-step-after-result"
+"""Patch: a meeting's result sent again with a next step it lacked adds the next step.
+
+Before it, such a command was "already recorded" and its next step dropped; a history
+that went that way replays that way (``FirmJourney._decide``)."""
+
 _SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -958,7 +964,7 @@ class FirmJourney:
         self._catch_up()
         first = self._journey.stream_version + 1
         try:
-            events = decide(self._journey, command, self._now())
+            events = self._decide(command)
         except DomainError as error:
             raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
         self._record(events, command)
@@ -1015,11 +1021,28 @@ class FirmJourney:
         """Decide a command now and record its events, or keep it in the refusals."""
         self._catch_up()
         try:
-            events = decide(self._journey, command, self._now())
+            events = self._decide(command)
         except DomainError as error:
             self._refuse(name, command.command_id, error.rule, str(error))
             return
         self._record(events, command)
+
+    def _decide(self, command: Command) -> list[Event]:
+        """``decide`` on the journey now, as the code that started the history decided.
+
+        Raises:
+            DomainError: The command breaks a rule of the journey.
+        """
+        if isinstance(command, RecordMeetingResult) and command.next_step_due_on is not None:
+            meeting = self._journey.meetings.get(command.meeting_id)
+            if (
+                meeting is not None
+                and meeting.outcome is command.outcome
+                and command.meeting_id not in self._journey.next_steps
+                and not workflow.patched(NEXT_STEP_AFTER_RESULT_PATCH)
+            ):
+                return []  # recorded before the patch: "already recorded", step dropped
+        return decide(self._journey, command, self._now())
 
     def _refuse(self, command: str, command_id: str | None, rule: str, message: str) -> None:
         self._refusals.append(

@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from corridor import service
 from corridor.cli.app import ByOption, author, err, out, progress_bar, run
-from corridor.cli.connections import connected
+from corridor.cli.connections import Connections, connected, open_store
 from corridor.demo.player import ClockMode, play
 from corridor.errors import Failure
 from corridor.imports import (
@@ -28,6 +28,7 @@ from corridor.imports import (
 from corridor.logs import configure_logging
 from corridor.settings import Settings, load_settings
 from domain.commands import EnrollFirm
+from domain.journey import enrolment_differences
 from domain.programme import Programme
 from domain.wording import explain
 
@@ -82,16 +83,23 @@ def enroll(
                 await _import_past(connections.client, loaded, commands, records, settings)
             return
         async with connected(settings) as connections:
-            started = already = 0
+            started = 0
+            already: list[EnrollFirm] = []
             for command in commands:
                 result = await service.enroll(
                     connections.client, command, task_queue=settings.task_queue
                 )
                 started += result.started
-                already += not result.started
+                if not result.started:
+                    already.append(command)
                 state = "started" if result.started else "already enrolled"
                 out.print(f"{result.workflow_id}: {state}")
-        out.print(f"{started} journey(s) started, {already} already enrolled.")
+            differing = await _differing_enrolments(connections, already) if already else 0
+        out.print(f"{started} journey(s) started, {len(already)} already enrolled.")
+        if differing:
+            raise Failure(
+                f"{differing} firm(s) already enrolled with other values: not changed", 1
+            )
 
     run(main())
 
@@ -134,6 +142,32 @@ async def _import_past(
         raise Failure(f"{len(outcome.failed)} firm(s) could not be imported", 3)
     if outcome.refused:
         raise Failure(f"{len(outcome.refused)} journal record(s) refused", 1)
+
+
+async def _differing_enrolments(connections: Connections, commands: list[EnrollFirm]) -> int:
+    """Report the roster rows of firms already enrolled whose values differ; count them.
+
+    Read from the journeys read model (a journey that stored nothing yet is not
+    compared). Each is printed with its fields, the recorded value and the row's.
+    """
+    differing = 0
+    async with open_store(connections) as store:
+        for command in commands:
+            states = await store.journey_states(command.programme.id, command.firm.id)
+            for state in states.values():
+                differences = enrolment_differences(state, command)
+                if not differences:
+                    continue
+                differing += 1
+                fields = "; ".join(
+                    f"{name} {old!r} (this row: {new!r})" for name, old, new in differences
+                )
+                err.print(
+                    f"differs: {command.firm.id} is already enrolled with {fields}: a "
+                    "roster does not change an enrolment (another adviser: `corridor "
+                    f"reassign {command.firm.id} ADVISER`)"
+                )
+    return differing
 
 
 async def _firms_with_journey(client: Client, programme_id: str, firm_ids: set[str]) -> set[str]:

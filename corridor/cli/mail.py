@@ -48,13 +48,19 @@ def _show(mailbox: Mailbox, message: str | None, to: str | None, firm: str | Non
         out.print("")
         out.print(found.text(), soft_wrap=True)
         return
+    every = mailbox.messages()
     kept = [
         m
-        for m in mailbox.messages()
+        for m in every
         if (to is None or to.lower() in m.to.lower()) and (firm is None or m.firm == firm)
     ]
     if not kept:
-        raise Failure(f"no message in {folder}", 1)
+        if not every:
+            raise Failure(f"no message in {folder}", 1)
+        asked = " and ".join(
+            [f"to {to!r}"] * (to is not None) + [f"for firm {firm!r}"] * (firm is not None)
+        )
+        raise Failure(f"none of the {len(every)} message(s) in {folder} is {asked}", 1)
     table = Table(title=f"{len(kept)} message(s) in {folder}")
     for column in ("key", "date", "to", "firm", "subject"):
         table.add_column(column, overflow="fold")

@@ -36,6 +36,8 @@ from domain.commands import (
     VoidContract,
     Withdraw,
 )
+from domain.errors import AmountAboveMaximum
+from domain.journey import check_contract_amount
 from domain.money import Money
 from domain.programme import Programme
 
@@ -356,6 +358,13 @@ def load_journal(
             command = _journal_command(reader, action)
         if command is not None:
             command = _authored(reader, command, by)
+        value = getattr(command, "value", None)
+        if isinstance(value, Money):  # checked here too: a refused row would leave the rest sent
+            try:
+                check_contract_amount(programme, value)
+            except AmountAboveMaximum as error:
+                reader.fail("amount", str(error))
+                continue
         if command is not None:
             cid = row_command_id("journal", programme.id, firm_id, command)
             command = command.model_copy(update={"command_id": cid})

@@ -139,7 +139,10 @@ def _ambiguous(sign: str, separator: str, units: str, decimals: str) -> str:
     plain = format(reading.normalize(), "f")
     two_places = reading == reading.quantize(Decimal("0.01"))
     written = format(reading, ".2f") if two_places else f"{sign}{units}.{decimals}0"
-    decimal = f"for {plain}" if written != plain else f"if the '{separator}' marks decimals"
+    if two_places:
+        decimal = f"for {plain}" if written != plain else f"if the '{separator}' marks decimals"
+    else:  # 12.345 as decimals fits only the currencies with 3 decimals
+        decimal = f"for {plain} in a currency with 3 decimals (most have 2)"
     return (
         f"ambiguous (thousands or decimals?): write {thousands} or {thousands}.00 for "
         f"{words}, {written} {decimal}"
