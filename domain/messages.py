@@ -184,21 +184,21 @@ def draft(
         if mission is not None:
             places = ", ".join(mission.places)
             where = (
-                f" Mission prévue : {mission.name} ({mission.starts_on} au {mission.ends_on}"
-                f"{', ' + places if places else ''})."
+                f" Elle peut se faire lors de la mission {mission.name} ({mission.starts_on} "
+                f"au {mission.ends_on}{', ' + places if places else ''})."
                 if fr
-                else f" Planned mission: {mission.name} ({mission.starts_on} to "
-                f"{mission.ends_on}{', ' + places if places else ''})."
+                else f" It can be made during the mission {mission.name} ({mission.starts_on} "
+                f"to {mission.ends_on}{', ' + places if places else ''})."
             )
         subject = (
-            f"Rappel : visite de retour {event.visit} le {event.due_on}"
+            f"Rappel : visite de retour {event.visit}, échéance le {event.due_on}"
             if fr
-            else f"Reminder: return visit {event.visit} on {event.due_on}"
+            else f"Reminder: return visit {event.visit}, due {event.due_on}"
         )
         body = [
             (
                 f"La visite de retour {event.visit} de {firm} dans le cadre de "
-                f"« {state.programme.name} » est prévue le {event.due_on}.{where} "
+                f"« {state.programme.name} » arrive à échéance le {event.due_on}.{where} "
                 "Dites-nous si vous y participerez."
                 if fr
                 else f"Return visit {event.visit} of {firm} in \"{state.programme.name}\" "

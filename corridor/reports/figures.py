@@ -110,7 +110,7 @@ def summary_items(bilan: Bilan) -> list[tuple[str, str]]:
             days_text(bilan.median_days_to_first_contract),
         ),
         (
-            "Return visits attended / skipped / not recorded",
+            "Return visits attended / skipped / missed (window closed, none recorded)",
             f"{bilan.visits_attended} / {bilan.visits_skipped} / {bilan.visits_missed}",
         ),
         (
@@ -157,7 +157,7 @@ def firm_headers(currencies: list[str], *, compact: bool = False) -> list[str]:
             "Contracts",
             *(f"Value\n{c}" for c in currencies),
             "Days to first\ncontract",
-            "Visits\natt/skip/none",
+            "Visits\natt/skip/missed",
         ]
     return [
         "Firm",
@@ -168,7 +168,7 @@ def firm_headers(currencies: list[str], *, compact: bool = False) -> list[str]:
         "Contracts",
         *(f"Value {c}" for c in currencies),
         "Days to first contract",
-        "Visits att / skip / not recorded",
+        "Visits att / skip / missed",
     ]
 
 
