@@ -105,13 +105,21 @@ def codec_app(
         body = json_format.MessageToJson(Payloads(payloads=payloads))
         return web.Response(text=body, content_type="application/json")
 
-    async def decode(request: web.Request) -> web.StreamResponse:
+    async def asked(request: web.Request) -> tuple[str, Payloads] | web.StreamResponse:
+        """Who asks and the payloads sent; or the refusal to answer (CORS headers set)."""
         who = authorised(request)
         if isinstance(who, web.Response):
             return cors(request, who)
         given = await payloads_of(request)
         if isinstance(given, web.Response):
             return cors(request, given)
+        return who, given
+
+    async def decode(request: web.Request) -> web.StreamResponse:
+        question = await asked(request)
+        if isinstance(question, web.StreamResponse):
+            return question
+        who, given = question
         decoded: list[Payload] = []
         workflows: set[str] = set()
         erased = 0
@@ -135,12 +143,10 @@ def codec_app(
         return cors(request, reply(decoded))
 
     async def encode(request: web.Request) -> web.StreamResponse:
-        who = authorised(request)
-        if isinstance(who, web.Response):
-            return cors(request, who)
-        given = await payloads_of(request)
-        if isinstance(given, web.Response):
-            return cors(request, given)
+        question = await asked(request)
+        if isinstance(question, web.StreamResponse):
+            return question
+        who, given = question
         space = request.headers.get("X-Namespace", namespace)
         scoped = EncryptionCodec(keyring, space)
         encoded = await scoped.encode(list(given.payloads))

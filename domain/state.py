@@ -159,6 +159,13 @@ class NextStepState(BaseModel):
         """Not marked done yet."""
         return self.done_on is None
 
+    @property
+    def status(self) -> str:
+        """``done YYYY-MM-DD``, ``overdue`` or ``pending``, as status lines show it."""
+        if self.done_on is not None:
+            return f"done {self.done_on}"
+        return "overdue" if self.overdue else "pending"
+
 
 class EvaluationState(BaseModel):
     """The evaluation of one cycle (immutable)."""

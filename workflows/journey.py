@@ -1155,11 +1155,7 @@ class FirmJourney:
             + (f", {len(self._outgoing)} waiting" if self._outgoing else "")
         ]
         for step in state.next_steps.values():
-            status = (
-                f"done {step.done_on}"
-                if step.done_on
-                else ("**overdue**" if step.overdue else "pending")
-            )
+            status = "**overdue**" if step.status == "overdue" else step.status
             lines.append(
                 f"- Next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, {status})"
             )

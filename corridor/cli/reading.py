@@ -84,14 +84,9 @@ def status(
                     + (f", {view.messages_waiting} waiting" if view.messages_waiting else "")
                 )
                 for step in state.next_steps.values():
-                    done = (
-                        f"done {step.done_on}"
-                        if step.done_on
-                        else ("overdue" if step.overdue else "pending")
-                    )
                     out.print(
                         f"next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, "
-                        f"{done})",
+                        f"{step.status})",
                         soft_wrap=True,
                     )
                 for refusal in view.refusals[-5:]:
