@@ -20,6 +20,7 @@ here are re-exported (``__all__``).
 from __future__ import annotations
 
 import shlex
+import unicodedata
 from datetime import date, datetime, timedelta
 
 from domain.calendar import add_months, local_date, start_of_day
@@ -244,25 +245,36 @@ def _command_day(state: JourneyState, command: Command, now: datetime) -> date:
     return day
 
 
-_ENROLMENT_FIRM_FIELDS = ("name", "sector", "city", "contact_name", "contact_email", "adviser",
-                          "language")
+_ENROLMENT_FIRM_FIELDS = {
+    "name": "firm_name",
+    "sector": "sector",
+    "city": "city",
+    "contact_name": "contact_name",
+    "contact_email": "contact_email",
+    "adviser": "adviser",
+    "language": "language",
+}
+"""The firm's fields an enrolment compares, with the roster column each comes from."""
 
 
 def enrolment_differences(state: JourneyState, command: EnrollFirm) -> list[Difference]:
     """What an enrolment says that differs from the journey the firm already has.
 
-    A roster enrolls each firm once (``AlreadyEnrolled``); a row sent again with other
+    A roster enrols each firm once (``AlreadyEnrolled``); a row sent again with other
     values is not applied, and these are the values to report so that nothing typed
-    is silently dropped.
+    is silently dropped. What a spreadsheet's re-export changes without changing the
+    meaning is not a difference: text compared in Unicode NFC (a Mac export writes
+    accents decomposed), e-mail addresses in any case, an empty adviser and the
+    programme's default adviser written out.
 
     Args:
         state: The firm's journey.
         command: The enrolment sent again (a roster row).
 
     Returns:
-        ``(field, recorded, this says)`` for each field that differs: the firm's fields,
-        ``mission_id`` and, when the row gives one, ``introduced_on``; none for a firm
-        whose personal data was erased.
+        ``(roster column, recorded, this row says)`` for each value that differs: the
+        firm's fields, ``mission_id`` and, when the row gives one, ``introduced_on``;
+        none for a firm whose personal data was erased.
     """
     if state.erased_on is not None:
         return []
@@ -271,15 +283,24 @@ def enrolment_differences(state: JourneyState, command: EnrollFirm) -> list[Diff
     ]
     if command.occurred_on is not None:
         pairs.append(("introduced_on", state.introduced_on, command.occurred_on))
-    pairs += [
-        (name, getattr(state.firm, name), getattr(command.firm, name))
-        for name in _ENROLMENT_FIRM_FIELDS
-    ]
+    for field, column in _ENROLMENT_FIRM_FIELDS.items():
+        old, new = getattr(state.firm, field), getattr(command.firm, field)
+        if field == "adviser":
+            old = old or state.programme.default_adviser
+            new = new or command.programme.default_adviser
+        pairs.append((column, old, new))
     return [
-        (name, "(none)" if old is None else str(old), "(none)" if new is None else str(new))
-        for name, old, new in pairs
-        if old != new
+        (column, "(none)" if old is None else str(old), "(none)" if new is None else str(new))
+        for column, old, new in pairs
+        if _comparable(column, old) != _comparable(column, new)
     ]
+
+
+def _comparable(column: str, value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = unicodedata.normalize("NFC", value)
+    return text.casefold() if column == "contact_email" else text
 
 
 def _enroll(state: JourneyState | None, command: EnrollFirm, now: datetime) -> FirmEnrolled:
@@ -981,6 +1002,8 @@ def _result_recorded(state: JourneyState, command: RecordMeetingResult) -> bool:
             otherwise=(
                 f"mark it done with `corridor next-step done {state.firm.id} "
                 f"{meeting.meeting_id}`; a meeting has one next step"
+                if step.pending
+                else f"it was done on {step.done_on}; a meeting has one next step"
             ),
         )
     raise _differs(

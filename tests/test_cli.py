@@ -374,7 +374,7 @@ async def test_enroll_good_roster_then_again_starts_nothing_new(
                     programme)
     assert run.code == 1, run
     assert (
-        "differs: trifide is already enrolled with name 'Groupe Trifide' (this row: "
+        "differs: trifide is already enrolled with firm_name 'Groupe Trifide' (this row: "
         "'Groupe Trifide inc.'); contact_email 'contact@trifide.example' (this row: "
         "'new.contact@trifide.example'): a roster does not change an enrolment"
     ) in flat(run.err), run

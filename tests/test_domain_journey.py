@@ -7,6 +7,7 @@ are fired with ``due_events``, then ``decide`` is asked and its events are folde
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -67,7 +68,7 @@ from domain.events import (
     ReturnVisitMissed,
     ReturnVisitSkipped,
 )
-from domain.journey import decide
+from domain.journey import decide, enrolment_differences
 from domain.money import Money
 from domain.programme import Firm, Policy, Programme
 from domain.state import JourneyState, Stage, VisitStatus, evolve, fold
@@ -215,6 +216,39 @@ def test_enrolling_a_firm_twice_is_refused() -> None:
     )
     error = journey.refuse(date(2014, 3, 24), again, AlreadyEnrolled)
     assert "trifide is already enrolled in p-journey since 2013-09-17" in str(error)
+
+
+def test_a_roster_re_export_that_changes_nothing_has_no_differences() -> None:
+    """Decomposed accents, an e-mail in capitals, the default adviser written out."""
+    base = make_programme("p-again")
+    programme = Programme.model_validate(
+        {
+            **base.model_dump(),
+            "staff": [{"id": "ifortin", "name": "Isabelle Fortin", "email": "if@agency.example"}],
+            "default_adviser": "ifortin",
+        }
+    )
+    firm = Firm(
+        id="trifide", name="Groupe Trifide", contact_name="Élise Tremblay",
+        contact_email="elise@trifide.example",
+    )
+    journey = Journey(programme)
+    journey.state = journey.state.model_copy(update={"firm": firm})
+    export = firm.model_copy(
+        update={
+            "contact_name": unicodedata.normalize("NFD", "Élise Tremblay"),
+            "contact_email": "ELISE@TRIFIDE.EXAMPLE",
+            "adviser": "ifortin",
+        }
+    )
+    again = EnrollFirm(programme=programme, firm=export, mission_id="m1", occurred_on=INTRO)
+    assert enrolment_differences(journey.state, again) == []
+    renamed = again.model_copy(
+        update={"firm": export.model_copy(update={"name": "Groupe Trifide inc."})}
+    )
+    assert enrolment_differences(journey.state, renamed) == [
+        ("firm_name", "Groupe Trifide", "Groupe Trifide inc.")
+    ]
 
 
 def test_an_introduction_outside_its_mission_is_refused() -> None:

@@ -151,22 +151,25 @@ async def _differing_enrolments(connections: Connections, commands: list[EnrollF
     compared). Each is printed with its fields, the recorded value and the row's.
     """
     differing = 0
-    async with open_store(connections) as store:
-        for command in commands:
-            states = await store.journey_states(command.programme.id, command.firm.id)
-            for state in states.values():
-                differences = enrolment_differences(state, command)
-                if not differences:
-                    continue
-                differing += 1
-                fields = "; ".join(
-                    f"{name} {old!r} (this row: {new!r})" for name, old, new in differences
-                )
-                err.print(
-                    f"differs: {command.firm.id} is already enrolled with {fields}: a "
-                    "roster does not change an enrolment (another adviser: `corridor "
-                    f"reassign {command.firm.id} ADVISER`)"
-                )
+    async with open_store(connections) as store:  # one programme per roster: one query
+        states = await store.journey_states(commands[0].programme.id)
+    enrolled = {state.firm.id: state for state in states.values()}
+    for command in commands:
+        state = enrolled.get(command.firm.id)
+        differences = enrolment_differences(state, command) if state is not None else []
+        if not differences:
+            continue
+        differing += 1
+        fields = "; ".join(f"{name} {old!r} (this row: {new!r})" for name, old, new in differences)
+        advice = (
+            f" (another adviser: `corridor reassign {command.firm.id} ADVISER`)"
+            if any(name == "adviser" for name, _, _ in differences)
+            else ""
+        )
+        err.print(
+            f"differs: {command.firm.id} is already enrolled with {fields}: a roster does not "
+            f"change an enrolment{advice}"
+        )
     return differing
 
 
