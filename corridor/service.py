@@ -49,6 +49,7 @@ from domain.errors import DomainError
 from domain.journey import decide
 from workflows import search
 from workflows.journey import (
+    JOURNEY_JUST_RESET,
     ClockAdvance,
     ClockChange,
     ClockRelease,
@@ -290,11 +291,12 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
             cause = error.cause
             if (
                 isinstance(cause, ApplicationError)
-                and cause.type == _RUN_CLOSED_UNDER_UPDATE
+                and cause.type in (_RUN_CLOSED_UNDER_UPDATE, JOURNEY_JUST_RESET)
                 and attempt < _CLOSING_RETRIES
             ):
                 # The run that accepted it was closed under it (a reset, or the journey
-                # ended): the next run, or the ended journey's answer, tells.
+                # ended): the next run, or the ended journey's answer, tells. Or it came
+                # as the journey was being reset: the next workflow task takes it.
                 await asyncio.sleep(0.1 * (attempt + 1))
                 continue
             if isinstance(cause, ApplicationError):

@@ -27,8 +27,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, ResetReapplyExcludeType
 from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -37,6 +39,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Replayer
 
 from activities.store import EventStore
 from corridor import service
@@ -1010,3 +1013,111 @@ async def test_events_the_store_refuses_block_storage_visibly_until_retried(
     events = await store.read_stream(stream_id)
     assert [e.event.type for e in events] == ["FirmEnrolled", "MeetingRequested"]
     assert view.stored_version == 2
+
+
+# ------------------------------------- a journey reset behind its record (issue 7)
+
+
+async def _reset_to(client: Client, handle: WorkflowHandle[Any, Any], event_id: int) -> None:
+    """``temporal workflow reset`` to ``event_id``, re-applying no signal nor update."""
+    description = await handle.describe()
+    await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=description.run_id),
+            reason="test: reset before the meeting was arranged",
+            workflow_task_finish_event_id=event_id,
+            request_id=str(uuid.uuid4()),
+            reset_reapply_exclude_types=[
+                ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL,
+                ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE,
+            ],
+        )
+    )
+
+
+@pytest.mark.parametrize("via", ["update", "signal"])
+async def test_a_journey_reset_before_an_arrangement_accepts_the_meetings_result(
+    client: Client,
+    store: EventStore,
+    worker: None,
+    task_queue: str,
+    programme_id: str,
+    via: str,
+) -> None:
+    """A reset run reads what the store recorded after its reset point before refusing.
+
+    The meeting was arranged after the point the journey is reset to, and nothing
+    re-applies the arrangement: only the event store knows it. The result must be
+    recorded, not refused as "never arranged". An update that arrives while the reset
+    is being applied is asked again by ``service.send`` (``JourneyJustReset``).
+    """
+    firm = f"reset-{via}"
+    handle = await enrol(
+        client, task_queue, make_programme(programme_id), firm, clock=still_clock()
+    )
+    await service.send(
+        client, programme_id, firm, RequestMeeting(meeting_id="m-1", counterpart="Apple")
+    )
+    point = [
+        e.event_id
+        for e in await history_events(handle)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ][-1]
+    await service.send(
+        client,
+        programme_id,
+        firm,
+        ArrangeMeeting(
+            meeting_id="m-1",
+            partner_id="labizfed",
+            scheduled_at=datetime.combine(INTRO, time(10), tzinfo=LA),
+        ),
+    )
+    await _reset_to(client, handle, point)
+
+    result = RecordMeetingResult(
+        command_id=f"result-{via}", meeting_id="m-1", outcome=Outcome.PROMISING
+    )
+    if via == "update":
+        answer = await service.send(client, programme_id, firm, result)
+        assert (answer.duplicate, answer.stream_version) == (False, 4)
+    else:
+        # A signal is decided in the task it arrives in: once the reset is applied
+        # (a sync answered), the run knows it may be behind its record.
+        await service.sync(client, programme_id, firm)
+        await handle.signal("record_meeting_result", result.model_dump(mode="json"))
+        await wait_for(
+            client,
+            programme_id,
+            firm,
+            lambda v: v.stored_version == 4 or bool(v.refusals),
+            within=20,
+            what="the signalled result to be stored or refused",
+        )
+
+    view = await service.view(client, programme_id, firm)
+    assert view.refusals == []
+    meeting = view.state.meetings["m-1"]
+    assert (meeting.partner_id, meeting.outcome) == ("labizfed", Outcome.PROMISING)
+    events = await stream(store, programme_id, firm)
+    assert_consecutive(events)
+    assert [e.event.type for e in events] == [
+        "FirmEnrolled",
+        "MeetingRequested",
+        "MeetingArranged",
+        "MeetingHeld",
+    ]
+    scheduled = [
+        e.user_metadata.summary
+        for e in await history_events(handle)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    summaries = await client.data_converter.decode(scheduled, [str] * len(scheduled))
+    # Version 1 or 2: the store of the request may have been in flight at the reset point.
+    reads = [s for s in summaries if s.endswith("(the journey was reset)")]
+    assert len(reads) == 1, summaries
+    assert reads[0].startswith("read the record after version "), reads
+    # The reset run replays: the read is where the patch's marker says.
+    replayer = Replayer(workflows=[FirmJourney], data_converter=client.data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())

@@ -96,6 +96,25 @@ FOLLOW_UPS_PATCH = "follow-ups-reach-people"
 Journeys begun before it replay without it (no send activities, no next-step
 deadlines); their next run (after continue-as-new) follows it."""
 
+READ_RECORD_AFTER_RESET_PATCH = "read-record-after-reset"
+"""Patch: a reset journey reads the event store's record before it refuses a command.
+
+A run reset (``temporal workflow reset``) goes on from a point of its history and does
+not know the events the store recorded after it. Before this patch it learnt them only
+at its next append, so a command that depended on them (the result of a meeting
+arranged after the reset point) was refused. With it, the first command such a run
+would refuse after the reset makes it read the record, adopt it and decide again
+(called only then).
+"""
+
+JOURNEY_JUST_RESET = "JourneyJustReset"
+"""Rule of an update that reached a journey in the very task that applies its reset.
+
+That task runs the update's validator before Temporal tells the run it was reset, so
+the run cannot yet tell a refusal from a gap in its record: it asks for the command
+again (:func:`corridor.service.send` does, at once), and the next task knows.
+"""
+
 NEXT_STEP_AFTER_RESULT_PATCH = "next-step-after-result"
 """Patch: a meeting's result sent again with a next step it lacked adds the next step.
 
@@ -348,6 +367,12 @@ class FirmJourney:
         self._caught_up = self._state is not None  # a run continued as new was caught up
         self._storage_problem: str | None = None
         self._retry_storage = False
+        # A reset run may not know all of its record until it reads it once: Temporal
+        # says it was reset by giving it a new random seed (see _on_new_seed).
+        self._reset_applied = False
+        self._record_known = True
+        self._record_reader: asyncio.Task[bool] | None = None
+        workflow.register_random_seed_callback(self._on_new_seed)
         self._refused_enrollment: DomainError | None = None
         if self._state is None:
             # Recorded here, not in run(): updates of the first workflow task are
@@ -444,6 +469,78 @@ class FirmJourney:
         else:
             self._stored(last)
         self._describe_soon()
+
+    def _on_new_seed(self, _seed: int) -> None:
+        """Temporal applied a reset (it gives the run a new random seed).
+
+        From here on the run goes on from its reset point while the event store may
+        hold events the journey recorded after it: the first command it would refuse
+        reads the record first. Called while the reset is applied (replays included),
+        where no workflow call is allowed: it only takes note.
+        """
+        self._reset_applied = True
+        self._record_known = False
+
+    def _may_be_behind(self) -> bool:
+        """Whether this run was reset and has not read the event store's record yet."""
+        return not self._record_known
+
+    def _in_reset_task(self) -> bool:
+        """In an update validator: the update came in the task that applies a reset.
+
+        The run's id differs from the id its history began with only in a reset run;
+        until the reset is applied, that run cannot know it. Only validators may ask
+        (they are not replayed; the run id is not part of the history).
+        """
+        info = workflow.info()
+        return info.run_id != info.original_execution_run_id and not self._reset_applied
+
+    async def _read_record_after_reset(self) -> bool:
+        """After a reset, adopt what the event store recorded beyond this run's knowledge.
+
+        Called when a command would be refused: in a reset run, the refusal may come
+        from events recorded after the reset point (see
+        :data:`READ_RECORD_AFTER_RESET_PATCH`). Reads once per run; concurrent callers
+        share the read.
+
+        Returns:
+            True when the record was read (the caller decides again), False when the
+            journey knows its record, or replays a history written before the patch.
+        """
+        if self._record_reader is None:
+            if self._record_known or not workflow.patched(READ_RECORD_AFTER_RESET_PATCH):
+                return False
+            self._record_reader = asyncio.create_task(self._read_record())
+        return await self._record_reader
+
+    async def _read_record(self) -> bool:
+        after = self._stored_version
+        try:
+            result = await workflow.execute_activity(
+                STORE_EVENTS,
+                StoreEventsInput(
+                    stream_id=workflow.info().workflow_id, expected_version=after, events=[]
+                ),
+                result_type=StoreEventsResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_STORE_RETRY,
+                summary=f"read the record after version {after} (the journey was reset)",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("could not read the record after a reset: %s", error)
+            return False
+        self._record_known = True
+        if self._unstored:  # events decided meanwhile: storing them adopts the record
+            await workflow.wait_condition(lambda: not self._unstored)
+            return True
+        # The journey may have stored some of it meanwhile (a store that was in flight
+        # at the reset point): those it knows; it adopts the rest.
+        known = self._stored_version
+        newer = [e for e in result.recorded if e.stream_version > known]
+        if newer:
+            self._adopt(known, newer)
+            self._describe_soon()
+        return True
 
     def _stored(self, version: int) -> None:
         """Events up to ``version`` are in the event store."""
@@ -896,6 +993,14 @@ class FirmJourney:
             return
         if command.command_id is not None and self._seen.may_have_seen(command.command_id):
             return
+        if self._in_reset_task():
+            raise ApplicationError(
+                "the journey is being reset: send the command again",
+                type=JOURNEY_JUST_RESET,
+                non_retryable=True,
+            )
+        if self._may_be_behind():
+            return  # reset: the handler reads the record before it refuses
         caught_up, _ = due_events(self._journey, self._now())
         try:
             decide(caught_up, command, self._now())
@@ -966,7 +1071,9 @@ class FirmJourney:
         try:
             events = self._decide(command)
         except DomainError as error:
-            raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
+            if not (self._may_be_behind() and await self._read_record_after_reset()):
+                raise ApplicationError(str(error), type=error.rule, non_retryable=True) from None
+            return await self._execute(command)  # decided again on the record
         self._record(events, command)
         version = self._journey.stream_version
         await workflow.wait_condition(lambda: self._stored_version >= version)
@@ -1023,9 +1130,25 @@ class FirmJourney:
         try:
             events = self._decide(command)
         except DomainError as error:
+            if self._may_be_behind() and workflow.patched(READ_RECORD_AFTER_RESET_PATCH):
+                self._lookups += 1
+                task = asyncio.create_task(self._apply_after_reading(name, command, error))
+                self._lookup_tasks.add(task)
+                task.add_done_callback(self._lookup_tasks.discard)
+                return
             self._refuse(name, command.command_id, error.rule, str(error))
             return
         self._record(events, command)
+
+    async def _apply_after_reading(self, name: str, command: Command, error: DomainError) -> None:
+        """Read the record of a reset journey, then apply a signalled command again."""
+        try:
+            if await self._read_record_after_reset():
+                self._apply(name, command)
+            else:
+                self._refuse(name, command.command_id, error.rule, str(error))
+        finally:
+            self._lookups -= 1
 
     def _decide(self, command: Command) -> list[Event]:
         """``decide`` on the journey now, as the code that started the history decided.
