@@ -126,7 +126,8 @@ def table(measures: list[tuple[Measure, list[Target]]]) -> list[str]:
 SCALE_BEGIN, SCALE_END = "<!-- scale:begin -->", "<!-- scale:end -->"
 SCALE_HEADER = [
     "| journeys | at once | wall time | journeys/s | completed as the domain says | failed "
-    "| events expected | events found | lost | duplicated | version gaps | driver retries "
+    "| events expected | events found | lost | duplicated | version gaps "
+    "| driver retries; worker restarts "
     "| peak RSS: worker; driver; Temporal dev server | measured |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
 ]
@@ -176,7 +177,8 @@ def write_scale_row(output: Path, outcome: ScaleOutcome) -> None:
         f"| {o.journeys:,} | {o.concurrency} | {o.seconds:,.0f} s "
         f"| {o.journeys / o.seconds:.2f} | {o.completed:,} | {o.failures} "
         f"| {o.events_expected:,} | {o.events_found:,} | {o.lost} | {o.duplicated} | {o.gaps} "
-        f"| {o.retries} | {_mib(o.worker_mib)}; {_mib(o.driver_mib)}; {_mib(o.server_mib)} "
+        f"| {o.retries}; {len(o.worker_restarts)} "
+        f"| {_mib(o.worker_mib)}; {_mib(o.driver_mib)}; {_mib(o.server_mib)} "
         f"| {stamp} |"
     )
     rows = [r for r in _scale_block(text) if r.split("|")[1].strip() != f"{o.journeys:,}"]
@@ -430,6 +432,8 @@ def scale(
     )
     for firm, error in o.failed:
         console.print(f"   failed: {firm}: {error}")
+    for why in o.worker_restarts:
+        console.print(f"   worker restarted: {why}")
     if write:
         write_scale_row(output, outcome)
         console.print(f"wrote {output}")

@@ -30,7 +30,8 @@ from rich.progress import (
 )
 
 from activities.store import EventStore
-from bench.temporal import peak_rss_mib, stack
+from bench.temporal import Stack, peak_rss_mib, stack
+from corridor.observability import WEDGED_AFTER, polling_status
 from reliability import workload
 
 
@@ -53,6 +54,9 @@ class ScaleOutcome:
         retries: Driver retries (a server busy or unreachable for a moment).
         seconds: Wall time of the play, from the first enrolment to the last sync.
         check_seconds: Wall time of the check.
+        worker_restarts: Why the worker was restarted, each time: it had not been seen
+            polling for ``WEDGED_AFTER`` seconds (what ``/livez`` reports in production,
+            where the orchestrator restarts it).
         worker_mib: Peak resident memory of the worker process.
         driver_mib: Peak resident memory of this (driver) process.
         server_mib: Peak resident memory of the Temporal dev server.
@@ -72,6 +76,7 @@ class ScaleOutcome:
     retries: int = 0
     seconds: float = 0.0
     check_seconds: float = 0.0
+    worker_restarts: list[str] = field(default_factory=list)
     worker_mib: float | None = None
     driver_mib: float | None = None
     server_mib: float | None = None
@@ -127,6 +132,28 @@ async def check(store: EventStore, prog_id: str, journeys: int, outcome: ScaleOu
             outcome.completed += 1
 
 
+async def watch_worker(s: Stack, console: Console, every: float = 15.0) -> None:
+    """Restart the worker when the server has not seen it poll for ``WEDGED_AFTER`` s.
+
+    The bench's stand-in for the orchestrator that restarts a production worker whose
+    ``/livez`` fails (``corridor.observability``: the same rule, the same check).
+    """
+    unseen_since: float | None = None
+    while True:
+        await asyncio.sleep(every)
+        status = await polling_status(s.client, s.task_queue, s.worker.identity)
+        if status == "ok" or status.startswith("cannot describe"):
+            unseen_since = None
+            continue
+        now = time.monotonic()
+        unseen_since = unseen_since or now
+        if now - unseen_since > WEDGED_AFTER:
+            why = f"{status} for {now - unseen_since:.0f} s"
+            console.print(f"   worker wedged ({why}): restarting it")
+            await s.worker.restart(why)
+            unseen_since = None
+
+
 async def scale(
     dsn: str, *, journeys: int, concurrency: int, work: Path, console: Console
 ) -> ScaleOutcome:
@@ -177,10 +204,18 @@ async def scale(
                         )
 
             started = time.perf_counter()
-            await asyncio.gather(*(one(n) for n in range(journeys)))
+            watchdog = asyncio.create_task(watch_worker(s, console))
+            try:
+                await asyncio.gather(*(one(n) for n in range(journeys)))
+            finally:
+                watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
             outcome.seconds = time.perf_counter() - started
+            outcome.worker_restarts = list(s.worker.restarts)
         outcome.retries = counters.retries
-        outcome.worker_mib = peak_rss_mib(s.worker_pid)
+        outcome.worker_mib = max(
+            filter(None, (peak_rss_mib(s.worker_pid), s.worker.peak_mib)), default=None
+        )
         outcome.server_mib = peak_rss_mib(s.server_pid)
         console.print(f"   played in {outcome.seconds:.0f} s; checking every stream")
         started = time.perf_counter()

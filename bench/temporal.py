@@ -20,6 +20,7 @@ times, and keeps the medians: the machine is shared, so the ratios are what hold
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 import uuid
@@ -51,6 +52,76 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER_READY_WITHIN = 60.0
 
 
+class WorkerProcess:
+    """The bench's worker process (``bench.worker``), which can be restarted.
+
+    Attributes:
+        pid: The running process's id.
+        restarts: Why each restart happened, in order.
+        peak_mib: The highest peak resident memory of the processes stopped so far.
+    """
+
+    def __init__(self, address: str, db: str, task_queue: str, log: Path) -> None:
+        self._args = (address, db, task_queue)
+        self._log = log
+        self._process: asyncio.subprocess.Process | None = None
+        self.restarts: list[str] = []
+        self.peak_mib: float | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def identity(self) -> str:
+        """The identity the server knows the worker by (the SDK's default)."""
+        return f"{self.pid}@{socket.gethostname()}"
+
+    async def start(self) -> None:
+        """Start the process and wait for its "ready" line.
+
+        Raises:
+            RuntimeError: It did not start (the end of its log is in the message).
+        """
+        with self._log.open("ab") as err:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.worker", *self._args,
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=err,
+            )
+        assert self._process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), WORKER_READY_WITHIN)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"ready":
+            tail = self._log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise RuntimeError(f"the bench worker did not start:\n{tail}")
+
+    async def stop(self, *, kill: bool = False) -> None:
+        """Stop the process (SIGTERM, SIGKILL after 20 s; at once with ``kill``)."""
+        process = self._process
+        if process is None:
+            return
+        self.peak_mib = max(filter(None, (self.peak_mib, peak_rss_mib(process.pid))), default=None)
+        if process.returncode is None:
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
+        try:  # reads its stdout to the end too: the pipe is closed with the loop open
+            await asyncio.wait_for(process.communicate(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.communicate()
+
+    async def restart(self, why: str) -> None:
+        """Kill the process and start another on the same task queue."""
+        self.restarts.append(why)
+        await self.stop(kill=True)
+        await self.start()
+
+
 @dataclass
 class Stack:
     """A dev server, a worker process and their event store, for one set of measures.
@@ -59,15 +130,20 @@ class Stack:
         client: Client of the dev server (pydantic data converter).
         task_queue: Corridor's task queue (the baseline's is ``trivial_queue`` of it).
         store: The event store the worker appends to.
-        worker_pid: The worker process.
+        worker: The worker process.
         server_pid: The dev server's process, if known.
     """
 
     client: Client
     task_queue: str
     store: EventStore
-    worker_pid: int
+    worker: WorkerProcess
     server_pid: int | None
+
+    @property
+    def worker_pid(self) -> int:
+        """The worker process's id."""
+        return self.worker.pid
 
 
 @asynccontextmanager
@@ -92,32 +168,12 @@ async def stack(dsn: str, name: str, work: Path) -> AsyncIterator[Stack]:
         async with server:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             task_queue = f"bench-{uuid.uuid4().hex[:8]}"
-            log = work / "worker.log"
-            with log.open("ab") as err:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bench.worker", server.address, db, task_queue,
-                    cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=err,
-                )
+            worker = WorkerProcess(server.address, db, task_queue, work / "worker.log")
             try:
-                assert process.stdout is not None
-                try:
-                    line = await asyncio.wait_for(
-                        process.stdout.readline(), WORKER_READY_WITHIN
-                    )
-                except TimeoutError:
-                    line = b""
-                if line.strip() != b"ready":
-                    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
-                    raise RuntimeError(f"the bench worker did not start:\n{tail}")
-                yield Stack(client, task_queue, store, process.pid, server.pid)
+                await worker.start()
+                yield Stack(client, task_queue, store, worker, server.pid)
             finally:
-                if process.returncode is None:
-                    process.terminate()
-                try:  # reads its stdout to the end too: the pipe is closed with the loop open
-                    await asyncio.wait_for(process.communicate(), 20)
-                except TimeoutError:
-                    process.kill()
-                    await process.communicate()
+                await worker.stop()
 
 
 def peak_rss_mib(pid: int | None) -> float | None:

@@ -64,6 +64,7 @@ __all__ = [
     "Observed",
     "observed",
     "parse_address",
+    "polling_status",
 ]
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,10 @@ POLL_SEEN_WITHIN = timedelta(seconds=70)  # long polls last up to 60 s
 CHECK_EVERY = 2.0
 STAGES_EVERY = 15.0
 LOOP_STALL = 30.0
+WEDGED_AFTER = 180.0
+"""Seconds a running worker may go unseen polling a reachable Temporal before ``/livez``
+fails: an SDK worker can stop polling workflow tasks with its event loop turning and
+nothing to do (seen in BENCHMARKS.md's scale runs); only a restart brings it back."""
 
 
 class ObservabilitySettings(BaseSettings):
@@ -127,6 +132,7 @@ class Health:
     stopping: asyncio.Event | None = None
     stopped: bool = False
     heartbeat: float = dataclasses.field(default_factory=time.monotonic)
+    not_polling_since: float | None = None
 
     @property
     def draining(self) -> bool:
@@ -139,9 +145,18 @@ class Health:
         return not self.draining and all(v == "ok" for v in self.checks.values())
 
     @property
+    def wedged(self) -> bool:
+        """Temporal answers, the worker runs, yet it was not seen polling for a while.
+
+        ``WEDGED_AFTER`` seconds: three times what a healthy worker's long polls take.
+        """
+        since = self.not_polling_since
+        return since is not None and time.monotonic() - since > WEDGED_AFTER
+
+    @property
     def live(self) -> bool:
-        """The event loop turned in the last ``LOOP_STALL`` seconds."""
-        return time.monotonic() - self.heartbeat < LOOP_STALL
+        """The event loop turned in the last ``LOOP_STALL`` seconds; the worker polls."""
+        return time.monotonic() - self.heartbeat < LOOP_STALL and not self.wedged
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -175,6 +190,7 @@ def _app(health: Health, sdk_metrics: str | None) -> Callable[..., Iterable[byte
                 "status": "ok" if ok else "failing",
                 "checks": health.checks,
                 "draining": health.draining,
+                "wedged": health.wedged,
             }
             start_response(
                 "200 OK" if ok else "503 Service Unavailable",
@@ -260,13 +276,30 @@ async def _check(
     if worker is None or not worker.is_running or worker.is_shutdown:
         checks["polling"] = "worker not running"
     elif checks["temporal"] == "ok":
-        checks["polling"] = await _polling(client, task_queue, client.identity)
-    observed.health.stopped = worker is not None and worker.is_shutdown
+        checks["polling"] = await polling_status(client, task_queue, client.identity)
+    health = observed.health
+    health.stopped = worker is not None and worker.is_shutdown
+    unseen = checks["temporal"] == "ok" and checks["polling"].startswith("not seen polling")
+    if not unseen or health.draining:
+        health.not_polling_since = None
+    elif health.not_polling_since is None:
+        health.not_polling_since = time.monotonic()
     READY.set(1 if observed.health.ready else 0)
 
 
-async def _polling(client: Client, task_queue: str, identity: str) -> str:
-    """"ok" when the server saw ``identity`` poll both task queue types recently."""
+async def polling_status(client: Client, task_queue: str, identity: str) -> str:
+    """Whether the server saw a worker poll ``task_queue`` in the last 70 s.
+
+    Args:
+        client: A client of the worker's Temporal server.
+        task_queue: The task queue the worker polls.
+        identity: The worker's identity (its client's, ``pid@host`` by default).
+
+    Returns:
+        ``"ok"`` when both workflow and activity polls were seen, else what was not
+        (``"not seen polling corridor (workflow) as 12@host"``) or why the server
+        could not say (``"cannot describe task queue: ..."``).
+    """
     now = datetime.now(UTC)
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import urllib.parse
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,7 +31,7 @@ from activities.store import EventStore
 from corridor import deployment, observability
 from corridor.codec import keyring_of
 from corridor.logs import configure_logging
-from corridor.settings import load_settings
+from corridor.settings import SettingsError, load_settings
 from corridor.stack import read_stack_file
 from corridor.temporal import (
     SearchAttributesMissing,
@@ -75,6 +76,7 @@ def build_worker(
         activities=activities_of(store, mailer),
         graceful_shutdown_timeout=timedelta(seconds=10),
         deployment_config=deployment.deployment_config(),  # CORRIDOR_DEPLOYMENT_NAME, _BUILD_ID
+        max_cached_workflows=load_settings().workflow_cache_size,  # CORRIDOR_WORKFLOW_CACHE_SIZE
     )
 
 
@@ -167,6 +169,15 @@ async def main() -> None:
 
 
 def serve() -> None:
-    """Run :func:`main` until SIGINT or SIGTERM (the ``python worker.py`` process)."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    """Run :func:`main` until SIGINT or SIGTERM (the ``python worker.py`` process).
+
+    Raises:
+        SystemExit: Code 2 when a ``CORRIDOR_*`` variable is refused (named, with its
+            value), 1 when the worker cannot start.
+    """
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    except SettingsError as error:
+        print(f"worker not started: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         digest_time: Local time (``HH:MM``) of the daily digest, in the office's zone.
         office_timezone: The office's zone for the digest's schedule, when ``corridor
             setup`` is given no programme file.
+        workflow_cache_size: How many journeys' runs a worker keeps in memory
+            (Temporal's ``max_cached_workflows``; 1,000 by default, as the SDK's). A
+            journey out of the cache is replayed from its history at its next task.
     """
 
     model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="ignore")
@@ -73,11 +76,16 @@ class Settings(BaseSettings):
     codec_ui_origin: str | None = None
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
+    workflow_cache_size: int = Field(default=1000, ge=0)
 
     @property
     def key_file(self) -> Path:
         """The master key file: ``master_key_file``, else ``<data_dir>/master.key``."""
         return self.master_key_file or self.data_dir / "master.key"
+
+
+class SettingsError(ValueError):
+    """A ``CORRIDOR_*`` environment variable holds a value Corridor cannot use."""
 
 
 @functools.cache
@@ -87,5 +95,18 @@ def load_settings() -> Settings:
     Returns:
         The cached :class:`Settings` instance. Call ``load_settings.cache_clear()`` to
         force a re-read (useful in tests that change the environment).
+
+    Raises:
+        SettingsError: A variable's value is refused; the message names each variable,
+            its value and why, e.g. ``CORRIDOR_WORKFLOW_CACHE_SIZE='-1': Input should
+            be greater than or equal to 0``.
     """
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [
+            f"CORRIDOR_{'_'.join(str(part) for part in e['loc']).upper()}="
+            f"{e['input']!r}: {e['msg']}"
+            for e in error.errors()
+        ]
+        raise SettingsError("; ".join(problems)) from None

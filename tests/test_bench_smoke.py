@@ -62,3 +62,67 @@ async def test_bench_writes_a_report_with_every_measure(dsn: str, tmp_path: Path
     # Scale is its own command (python -m bench scale): its section says it has not run.
     assert "## Scale" in text and "Not run yet." in text
     assert re.search(r"CPUs: \d+", text) and re.search(r"PostgreSQL \d+", text)
+
+
+async def test_bench_scale_plays_journeys_and_writes_its_row(dsn: str, tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    run = await run_program(
+        sys.executable, "-m", "bench", "scale", "--journeys", "4", "--concurrency", "2",
+        "--output", report,
+        env={**os.environ, "CORRIDOR_BENCH_DSN": dsn}, cwd=ROOT, seconds=150,
+    )
+    assert run.code == 0, run
+    assert "4 completed as the domain says, 0 failed" in " ".join(run.err.split()), run
+    (row,) = [line for line in report.read_text().splitlines() if line.startswith("| 4 |")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    journeys, at_once, _, _, completed, failed, expected, found, lost, duplicated, gaps = cells[:11]
+    assert (journeys, at_once, completed, failed) == ("4", "2", "4", "0"), row
+    assert expected == found and int(expected) > 4 * 10, row
+    assert (lost, duplicated, gaps) == ("0", "0", "0"), row
+    assert cells[11].endswith("; 0"), row  # no worker restart
+
+
+async def test_scale_restarts_a_worker_the_server_does_not_see_polling(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scale run's stand-in for an orchestrator: a wedged worker is restarted.
+
+    The watchdog is pointed at a task queue its worker does not poll, which is what
+    the server sees of a wedged worker; it must kill that process and start another,
+    which then polls the real task queue.
+    """
+    import asyncio
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from bench import scale
+    from bench.temporal import stack
+    from corridor.observability import polling_status
+
+    monkeypatch.setattr(scale, "WEDGED_AFTER", 0.5)
+    async with stack(dsn, "watchdog", tmp_path) as s:
+        first = s.worker_pid
+        unpolled = dataclasses.replace(s, task_queue=f"{s.task_queue}-unpolled")
+        said = io.StringIO()
+        watchdog = asyncio.create_task(
+            scale.watch_worker(unpolled, Console(file=said, width=200), every=0.5)
+        )
+        try:
+            async with asyncio.timeout(90):
+                while True:
+                    if s.worker.restarts:
+                        break
+                    await asyncio.sleep(0.2)
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+        assert s.worker_pid != first
+        assert s.worker.restarts[0].startswith(f"not seen polling {s.task_queue}-unpolled")
+        assert "worker wedged (not seen polling" in said.getvalue()
+        async with asyncio.timeout(30):  # the new process polls the real task queue
+            while True:
+                if await polling_status(s.client, s.task_queue, s.worker.identity) == "ok":
+                    break
+                await asyncio.sleep(0.5)

@@ -223,6 +223,28 @@ async def test_unreachable_temporal_exits_3(cli: Cli, programme_id: str) -> None
     assert "cannot reach Temporal at 127.0.0.1:9" in flat(run.err), run
 
 
+async def test_a_refused_environment_variable_is_named_with_its_value_exit_2(
+    cli: Cli, roster: Path, programme: Path, programme_id: str
+) -> None:
+    """A typo in the environment: the CLI and the worker say which variable, and stop."""
+    bad = cli.env | {"CORRIDOR_WORKFLOW_CACHE_SIZE": "-1", "CORRIDOR_TEMPORAL_PORT": "72 33"}
+    run = await Cli(bad, cli.cwd)("enroll", roster, "--programme", programme)
+    assert run.code == 2, run
+    assert "Traceback" not in run.err, run
+    message = flat(run.err)
+    assert "CORRIDOR_TEMPORAL_PORT='72 33': Input should be a valid integer" in message, run
+    assert "CORRIDOR_WORKFLOW_CACHE_SIZE='-1': Input should be greater than or equal to 0" in (
+        message
+    ), run
+    repository = Path(__file__).parent.parent
+    run = await run_program(sys.executable, "worker.py", env=bad, cwd=repository)
+    assert run.code == 2, run
+    assert "Traceback" not in run.err, run
+    assert "worker not started: " in run.err and "CORRIDOR_WORKFLOW_CACHE_SIZE='-1'" in run.err
+    run = await cli("status", "--programme", programme_id)
+    assert "no journey" in flat(run.out + run.err), run  # nothing was enrolled
+
+
 async def test_a_command_no_worker_can_answer_exits_3_naming_what_to_start(
     cli: Cli, roster: Path, programme: Path, programme_id: str
 ) -> None:

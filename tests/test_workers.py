@@ -286,3 +286,61 @@ async def test_readyz_names_what_is_missing(
         assert answer["checks"]["polling"] == "worker not running"
         assert (await asyncio.to_thread(get, "/livez"))[0] == 200
         assert (await asyncio.to_thread(get, "/nothing"))[0] == 404
+
+
+async def test_livez_fails_when_the_server_stops_seeing_the_worker_poll(
+    temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK worker can stop polling with its event loop turning: /livez says so.
+
+    A worker polls one task queue; the health endpoint of one process follows that
+    queue (seen polling: live), the other follows a queue nobody polls, as the server
+    sees a wedged worker (not live once ``WEDGED_AFTER`` has passed), so that an
+    orchestrator restarts it.
+    """
+    from temporalio import activity
+    from temporalio.worker import Worker
+
+    from corridor import observability
+    from workflows.journey import FirmJourney
+
+    monkeypatch.setattr(observability, "WEDGED_AFTER", 1.0)
+    client = await Client.connect(temporal_server.address)
+    polled = f"polled-{uuid.uuid4()}"
+
+    async def database() -> object:
+        return 1
+
+    def get(address: str | None, path: str) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(f"http://{address}{path}") as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    @activity.defn
+    async def nothing() -> None:
+        """Gives the worker an activity poller too (the health check wants both)."""
+
+    worker = Worker(client, task_queue=polled, workflows=[FirmJourney], activities=[nothing])
+    async with worker:
+        answers: dict[str, tuple[int, dict[str, object]]] = {}
+        for queue in (polled, f"unpolled-{uuid.uuid4()}"):
+            settings = observability.ObservabilitySettings(
+                metrics_address=f"127.0.0.1:{free_port()}"
+            )
+            async with observability.observed(
+                client, queue, check_database=database, settings=settings
+            ) as observed:
+                observed.watch(worker)
+                await asyncio.sleep(2 * observability.CHECK_EVERY + 2)
+                answers[queue] = await asyncio.to_thread(get, observed.address, "/livez")
+
+    (healthy, wedged) = answers.values()
+    assert healthy[0] == 200, healthy
+    assert healthy[1]["wedged"] is False
+    assert wedged[0] == 503, wedged
+    assert wedged[1]["wedged"] is True
+    checks = wedged[1]["checks"]
+    assert isinstance(checks, dict) and checks["temporal"] == "ok", wedged
+    assert str(checks["polling"]).startswith("not seen polling unpolled-"), wedged

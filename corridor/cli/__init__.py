@@ -25,6 +25,7 @@ import typer
 
 from corridor.cli import demo, files, mail, privacy, reading, servers, staff
 from corridor.cli.app import err, print_error
+from corridor.settings import SettingsError
 
 app = typer.Typer(
     help="Corridor: durable follow-up of economic trade missions.",
@@ -89,6 +90,9 @@ def main() -> None:
         app()
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except SettingsError as error:
+        print_error(f"environment: {error}")
+        code = 2
     except KeyboardInterrupt:
         err.print("aborted")
         code = 130
