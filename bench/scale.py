@@ -132,12 +132,16 @@ async def check(store: EventStore, prog_id: str, journeys: int, outcome: ScaleOu
             outcome.completed += 1
 
 
-async def watch_worker(s: Stack, console: Console, every: float = 15.0) -> None:
-    """Restart the worker when the server has not seen it poll for ``WEDGED_AFTER`` s.
+async def watch_worker(
+    s: Stack, console: Console, every: float = 15.0, wedged_after: float | None = None
+) -> None:
+    """Restart the worker when the server has not seen it poll for ``wedged_after`` s.
 
     The bench's stand-in for the orchestrator that restarts a production worker whose
-    ``/livez`` fails (``corridor.observability``: the same rule, the same check).
+    ``/livez`` fails (``corridor.observability``: the same check; ``WEDGED_AFTER``
+    unless a shorter wait is given).
     """
+    wedged_after = WEDGED_AFTER if wedged_after is None else wedged_after
     unseen_since: float | None = None
     while True:
         await asyncio.sleep(every)
@@ -147,7 +151,7 @@ async def watch_worker(s: Stack, console: Console, every: float = 15.0) -> None:
             continue
         now = time.monotonic()
         unseen_since = unseen_since or now
-        if now - unseen_since > WEDGED_AFTER:
+        if now - unseen_since > wedged_after:
             why = f"{status} for {now - unseen_since:.0f} s"
             console.print(f"   worker wedged ({why}): restarting it")
             await s.worker.restart(why)
@@ -186,7 +190,8 @@ async def scale(
                 async with slots:
                     try:
                         await workload.play_firm(
-                            s.client, prog, number, task_queue=s.task_queue, counters=counters
+                            s.client, prog, number, task_queue=s.task_queue,
+                            counters=counters, patience=900.0,
                         )
                     except Exception as error:  # one journey's failure is counted, no more
                         outcome.failures += 1
@@ -204,7 +209,9 @@ async def scale(
                         )
 
             started = time.perf_counter()
-            watchdog = asyncio.create_task(watch_worker(s, console))
+            # Restarted after 60 s unseen (plus the 70 s a poll may take): journeys wait
+            # up to 15 minutes for a step, so a restart loses none of them.
+            watchdog = asyncio.create_task(watch_worker(s, console, wedged_after=60.0))
             try:
                 await asyncio.gather(*(one(n) for n in range(journeys)))
             finally:

@@ -190,15 +190,22 @@ async def play_firm(
     task_queue: str,
     counters: Counters,
     continue_as_new_after: int | None = None,
+    patience: float = 180.0,
 ) -> None:
-    """Play firm ``number``'s script on the real servers, skipping time between steps."""
+    """Play firm ``number``'s script on the real servers, skipping time between steps.
+
+    Each step is tried again while a fault lasts, for at most ``patience`` seconds.
+    """
+    def step(action: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        return patiently(action, counters, deadline=patience)
+
     # An outage makes the store activity retry; the server skips over its backoff
     # timers too, so allow more skips than the default 200 per session.
     skipper = TimeSkipper(client, config=TimeSkippingConfig(max_session_skip_count=100_000))
     enrol = enrolment(prog, number)
     firm = enrol.firm.id
     clock_ = ProgrammeClock(business_origin=_noon(INTRODUCED_ON))
-    await patiently(
+    await step(
         lambda: service.enroll(
             client,
             enrol,
@@ -206,10 +213,9 @@ async def play_firm(
             clock=clock_,
             continue_as_new_after=continue_as_new_after,
         ),
-        counters,
     )
     handle = service.journey_handle(client, prog.id, firm)
-    anchored = (await patiently(lambda: service.view(client, prog.id, firm), counters)).clock
+    anchored = (await step(lambda: service.view(client, prog.id, firm))).clock
 
     async def skip_to(target: datetime) -> None:
         now = anchored.business_time(await skipper.get_current_time(handle))
@@ -231,11 +237,11 @@ async def play_firm(
             raise
 
     for command in script(number):
-        await patiently(lambda command=command: when_due(command), counters)  # type: ignore[misc]
-    state = await patiently(lambda: service.view(client, prog.id, firm), counters)
+        await step(lambda command=command: when_due(command))  # type: ignore[misc]
+    state = await step(lambda: service.view(client, prog.id, firm))
     if not state.state.is_over:
-        await patiently(lambda: skip_to(_end()), counters)
-    await patiently(lambda: _synced(client, prog.id, firm), counters)
+        await step(lambda: skip_to(_end()))
+    await step(lambda: _synced(client, prog.id, firm))
 
 
 async def _synced(client: Client, programme_id: str, firm: str) -> None:
