@@ -220,9 +220,7 @@ async def scale(
             outcome.seconds = time.perf_counter() - started
             outcome.worker_restarts = list(s.worker.restarts)
         outcome.retries = counters.retries
-        outcome.worker_mib = max(
-            filter(None, (peak_rss_mib(s.worker_pid), s.worker.peak_mib)), default=None
-        )
+        outcome.worker_mib = s.worker.peak_mib
         outcome.server_mib = peak_rss_mib(s.server_pid)
         console.print(f"   played in {outcome.seconds:.0f} s; checking every stream")
         started = time.perf_counter()

@@ -58,7 +58,6 @@ class WorkerProcess:
     Attributes:
         pid: The running process's id.
         restarts: Why each restart happened, in order.
-        peak_mib: The highest peak resident memory of the processes stopped so far.
     """
 
     def __init__(self, address: str, db: str, task_queue: str, log: Path) -> None:
@@ -66,12 +65,18 @@ class WorkerProcess:
         self._log = log
         self._process: asyncio.subprocess.Process | None = None
         self.restarts: list[str] = []
-        self.peak_mib: float | None = None
+        self._stopped_peaks: list[float] = []
 
     @property
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid
+
+    @property
+    def peak_mib(self) -> float | None:
+        """The highest peak resident memory of every process started, in MiB."""
+        running = peak_rss_mib(self._process.pid) if self._process else None
+        return max([*self._stopped_peaks, *filter(None, [running])], default=None)
 
     @property
     def identity(self) -> str:
@@ -103,7 +108,9 @@ class WorkerProcess:
         process = self._process
         if process is None:
             return
-        self.peak_mib = max(filter(None, (self.peak_mib, peak_rss_mib(process.pid))), default=None)
+        peak = peak_rss_mib(process.pid)
+        if peak is not None:
+            self._stopped_peaks.append(peak)
         if process.returncode is None:
             if kill:
                 process.kill()
