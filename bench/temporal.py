@@ -64,6 +64,7 @@ class WorkerProcess:
         self._args = (address, db, task_queue)
         self._log = log
         self._process: asyncio.subprocess.Process | None = None
+        self._output: asyncio.Task[None] | None = None
         self.restarts: list[str] = []
         self._stopped_peaks: list[float] = []
 
@@ -89,19 +90,12 @@ class WorkerProcess:
         Raises:
             RuntimeError: It did not start (the end of its log is in the message).
         """
-        with self._log.open("ab") as err:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.worker", *self._args,
-                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=err,
-            )
-        assert self._process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self._process.stdout.readline(), WORKER_READY_WITHIN)
-        except TimeoutError:
-            line = b""
-        if line.strip() != b"ready":
-            tail = self._log.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RuntimeError(f"the bench worker did not start:\n{tail}")
+        self._process, self._output = await start_until_ready(
+            "the bench worker",
+            [sys.executable, "-m", "bench.worker", *self._args],
+            self._log,
+            WORKER_READY_WITHIN,
+        )
 
     async def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGTERM, SIGKILL after 20 s; at once with ``kill``)."""
@@ -116,17 +110,73 @@ class WorkerProcess:
                 process.kill()
             else:
                 process.terminate()
-        try:  # reads its stdout to the end too: the pipe is closed with the loop open
-            await asyncio.wait_for(process.communicate(), 20)
+        try:
+            await asyncio.wait_for(process.wait(), 20)
         except TimeoutError:
             process.kill()
-            await process.communicate()
+            await process.wait()
+        if self._output is not None:  # its output copied to the end: the pipe is closed
+            await self._output
 
     async def restart(self, why: str) -> None:
-        """Kill the process and start another on the same task queue."""
-        self.restarts.append(why)
+        """Kill the process and start another on the same task queue.
+
+        ``why`` is added to ``restarts`` once the new process is ready.
+        """
         await self.stop(kill=True)
         await self.start()
+        self.restarts.append(why)
+
+
+async def start_until_ready(
+    name: str, command: Sequence[str], log: Path, within: float
+) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
+    """Start ``command``, wait for its "ready" line, then copy its output to ``log``.
+
+    The process's standard output stays read for as long as it runs: whatever writes
+    to it after "ready" (the Temporal SDK core writes its own log lines to standard
+    output) would otherwise fill the pipe and block the writer for good, which for a
+    worker means its workflow tasks stop being polled.
+
+    Args:
+        name: What the process is, for the error.
+        command: The program and its arguments.
+        log: Where its standard error goes, and its standard output after "ready"
+            (appended).
+        within: Seconds to wait for "ready".
+
+    Returns:
+        The process and the task copying its output, which ends when the process does.
+
+    Raises:
+        RuntimeError: No "ready" line within ``within`` s (the end of its log is in the
+            message); the process is killed.
+    """
+    with log.open("ab") as err:
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=err
+        )
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), within)
+    except TimeoutError:
+        line = b""
+    if line.strip() != b"ready":
+        if process.returncode is None:
+            process.kill()
+        await process.communicate()
+        text = await asyncio.to_thread(log.read_text, encoding="utf-8", errors="replace")
+        tail = text[-2000:]
+        raise RuntimeError(f"{name} did not start:\n{tail}")
+    return process, asyncio.create_task(_copy(process.stdout, log))
+
+
+async def _copy(output: asyncio.StreamReader, log: Path) -> None:
+    """Append ``output`` to ``log`` until its end."""
+    with log.open("ab") as out:
+        while chunk := await output.read(1 << 16):
+            out.write(chunk)
+            out.flush()
 
 
 @dataclass

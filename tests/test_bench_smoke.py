@@ -126,3 +126,38 @@ async def test_scale_restarts_a_worker_the_server_does_not_see_polling(
                 if await polling_status(s.client, s.task_queue, s.worker.identity) == "ok":
                     break
                 await asyncio.sleep(0.5)
+
+
+async def test_a_bench_process_that_writes_after_ready_is_never_blocked(tmp_path: Path) -> None:
+    """What wedged the scale runs' worker: its output, unread after "ready", filled the pipe.
+
+    The SDK core writes its own log lines (e.g. "There were leftover buffered tasks when
+    evicting run") to standard output; once 64 KiB of them were unread, the thread that
+    wrote them (the one that feeds workflow tasks to the worker) blocked for good. A
+    process that writes a megabyte after "ready" must be able to finish, every byte of
+    it in the log.
+    """
+    import asyncio
+
+    from bench.temporal import start_until_ready
+
+    log = tmp_path / "writer.log"
+    writes = "import sys; print('ready', flush=True); sys.stdout.write('x' * 1_000_000)"
+    process, output = await start_until_ready(
+        "the writer", [sys.executable, "-c", writes], log, within=30
+    )
+    async with asyncio.timeout(60):
+        assert await process.wait() == 0
+        await output
+    assert log.read_text().count("x") == 1_000_000
+
+
+async def test_a_bench_process_that_never_says_ready_is_reported_with_its_log(
+    tmp_path: Path,
+) -> None:
+    from bench.temporal import start_until_ready
+
+    log = tmp_path / "silent.log"
+    says = "import sys; sys.stderr.write('no database here'); sys.exit(3)"
+    with pytest.raises(RuntimeError, match="the silent one did not start:\nno database here"):
+        await start_until_ready("the silent one", [sys.executable, "-c", says], log, within=30)
