@@ -21,6 +21,7 @@ from activities.store import EventStore
 from bench.trivial import Trivial
 from corridor.logs import configure_logging
 from corridor.runtime import build_worker
+from corridor.temporal import runtime
 
 
 def trivial_queue(task_queue: str) -> str:
@@ -34,7 +35,9 @@ async def serve(address: str, dsn: str, task_queue: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(
+        address, data_converter=pydantic_data_converter, runtime=runtime()
+    )
     async with EventStore.connect(dsn) as store:
         journeys = build_worker(client, store, task_queue)
         trivial = Worker(client, task_queue=trivial_queue(task_queue), workflows=[Trivial])
@@ -44,5 +47,5 @@ async def serve(address: str, dsn: str, task_queue: str) -> None:
 
 
 if __name__ == "__main__":
-    configure_logging("ERROR", json=False)
+    configure_logging("WARNING", json=False)  # to its log file (stderr)
     asyncio.run(serve(*sys.argv[1:4]))

@@ -2,7 +2,9 @@
 
 A console renderer on a terminal, JSON lines otherwise. The standard library's loggers
 (Temporal's, including the replay-safe ``workflow.logger``) go through the same
-renderer. Contact details are never logged: log ids, not people.
+renderer, and so do the Temporal SDK core's own lines when the client's runtime uses
+:func:`core_logging` (``corridor.temporal.runtime``). Contact details are never logged:
+log ids, not people.
 
 As a safety net, :func:`redact_secrets` runs on every line just before it is rendered:
 it masks the password of DSNs and URLs (``postgresql://user:***@host/db``,
@@ -20,8 +22,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, TelemetryFilter
 
 MASK = "***"
+
+CORE_LOGGER = "temporalio.core"
+"""The standard library logger the SDK core's lines are forwarded to (with their module
+appended to the name: ``temporalio.core-sdk_core::temporalio_sdk_core::...``)."""
 
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:)[^\s@/]*(?=@)")
 """``scheme://user:PASSWORD@`` (the password ends at the ``@`` before the host)."""
@@ -89,6 +96,32 @@ def redact_secrets(
     return {key: _redact_item(key, value) for key, value in event_dict.items()}
 
 
+def core_logging(level: str = "WARN") -> LoggingConfig:
+    """The Temporal SDK core's logging: forwarded to the ``temporalio.core`` logger.
+
+    Left to itself, the core writes its lines (e.g. "There were leftover buffered tasks
+    when evicting run") to standard output, past structlog's renderer and redaction;
+    and where that output is a pipe nobody reads, the core thread writing them blocks
+    once the pipe is full. The workflow-processing thread does such writes, so its
+    worker stops polling workflow tasks for good: the "wedged worker" of BENCHMARKS.md.
+    Forwarded, the lines are buffered in memory and rendered like every other one.
+
+    Args:
+        level: The core's minimum level (``"WARN"``, ``"INFO"``...; the SDK's default
+            for the core is WARN). Other Rust crates log at ERROR only.
+    """
+    return LoggingConfig(
+        filter=TelemetryFilter(core_level=level, other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger(CORE_LOGGER)),
+    )
+
+
+def _drop_core_record(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Drop the core's raw log object: its fields are already in the message."""
+    event_dict.pop("temporal_log", None)
+    return event_dict
+
+
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     """Configure structlog and the standard library's logging once for the process.
 
@@ -120,7 +153,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_core_record],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 redact_secrets,

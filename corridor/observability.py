@@ -56,6 +56,7 @@ from temporalio.service import ServiceClient
 from temporalio.worker import Worker
 
 from activities.metrics import REGISTRY
+from corridor.logs import core_logging
 
 __all__ = [
     "REGISTRY",
@@ -236,7 +237,9 @@ class Observed:
 async def _instrumented(client: Client, sdk_address: str) -> Client:
     """The same connection settings as ``client``, on a runtime exporting metrics."""
     runtime = Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk_address))
+        telemetry=TelemetryConfig(
+            logging=core_logging(), metrics=PrometheusConfig(bind_address=sdk_address)
+        )
     )
     config = dataclasses.replace(client.service_client.config, runtime=runtime)
     service_client = await ServiceClient.connect(config)

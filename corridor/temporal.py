@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 
 import structlog
@@ -14,10 +15,12 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.keys import Keyring, load_master_keys
 from corridor.codec import data_converter
+from corridor.logs import core_logging
 from corridor.settings import Settings
 from workflows import search
 
@@ -34,6 +37,17 @@ TRANSIENT = frozenset(
         RPCStatusCode.UNKNOWN,
     }
 )
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """The process's Temporal runtime: the SDK core's lines go through structlog.
+
+    See :func:`corridor.logs.core_logging` for why they must not go to standard output.
+    One per process (a runtime has its own threads); ``corridor.observability`` builds
+    its own, with metrics, for a worker that exports them.
+    """
+    return Runtime(telemetry=TelemetryConfig(logging=core_logging()))
 
 
 async def connect(
@@ -61,7 +75,7 @@ async def connect(
         if keyring is None
         else data_converter(keyring, str(config.get("namespace") or "default"))
     )
-    return await Client.connect(**config, data_converter=converter)
+    return await Client.connect(**config, data_converter=converter, runtime=runtime())
 
 
 def open_keyring(settings: Settings, dsn: str, *, create: bool = False) -> Keyring:

@@ -27,6 +27,8 @@ import asyncpg
 import pytest
 import structlog
 from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.worker import Worker
 
 from activities import migrations
 from activities.migrations import (
@@ -39,8 +41,9 @@ from activities.migrations import (
     role_dsn,
 )
 from activities.store import EventStore
+from bench.trivial import Trivial
 from corridor import service
-from corridor.logs import configure_logging, redact_secrets, redact_text
+from corridor.logs import CORE_LOGGER, configure_logging, core_logging, redact_secrets, redact_text
 from corridor.runtime import run_worker
 from corridor.stack import TemporalDevServer
 from domain.calendar import ProgrammeClock
@@ -512,3 +515,35 @@ async def test_a_programme_id_cannot_widen_a_visibility_query(
     )
     assert code == 2, out
     assert "invalid programme id" in out
+
+
+async def test_the_sdk_cores_own_lines_go_through_structlog(
+    temporal_server: TemporalDevServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The core's lines are rendered (and redacted) like every other one, never written
+    straight to standard output, where an unread pipe would block the core's thread."""
+    buffer = io.StringIO()
+    configure_logging("INFO", json=True)
+    try:
+        logging.getLogger().handlers[0].setStream(buffer)  # type: ignore[attr-defined]
+        runtime = Runtime(telemetry=TelemetryConfig(logging=core_logging("INFO")))
+        client = await Client.connect(temporal_server.address, runtime=runtime)
+        task_queue = f"core-logs-{uuid.uuid4()}"
+        async with Worker(client, task_queue=task_queue, workflows=[Trivial]):
+            handle = await client.start_workflow(
+                Trivial.run, "core logs", id=task_queue, task_queue=task_queue
+            )
+            assert await handle.execute_update(Trivial.touch, "polled") >= 0
+            await handle.signal(Trivial.finish)
+            await handle.result()
+        said = "Workflow shutdown is done"  # the core's INFO line at a worker's shutdown
+        async with asyncio.timeout(30):  # forwarded lines are buffered a little while
+            while said not in buffer.getvalue():  # noqa: ASYNC110 (a plain StringIO)
+                await asyncio.sleep(0.1)
+    finally:
+        configure_logging("WARNING", json=False)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    (done,) = [line for line in lines if said in line["event"]]
+    assert done["logger"].startswith(CORE_LOGGER) and done["level"] == "info", done
+    assert "temporal_log" not in done
+    assert said not in capfd.readouterr().out
