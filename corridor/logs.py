@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -116,7 +116,9 @@ def core_logging(level: str = "WARN") -> LoggingConfig:
     )
 
 
-def _drop_core_record(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_core_record(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Drop the core's raw log object: its fields are already in the message."""
     event_dict.pop("temporal_log", None)
     return event_dict
