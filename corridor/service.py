@@ -7,6 +7,7 @@ The CLI and the demo go through these functions; they turn Temporal's errors int
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -62,8 +63,30 @@ from workflows.journey import (
 
 T = TypeVar("T")
 
-_CLOSING_RETRIES = 10
-"""Attempts to send an update again while a journey continues as new."""
+PATIENCE = 30.0
+"""Seconds a command is sent again while its journey cannot take it yet (it continues
+as new, is being reset, or has as many updates in flight as the server allows), before
+it is refused as unavailable; attempts are 0.1 s apart at first, then up to 1 s."""
+
+
+_REACH_ATTEMPTS = 11
+"""Attempts at an update that any running journey accepts (``sync``...), 0.1 s more
+apart each time (5.5 s in all), before Temporal is said to be unreachable."""
+
+
+class _Attempts:
+    """Attempts at an update until ``PATIENCE`` has passed."""
+
+    def __init__(self) -> None:
+        self._until = time.monotonic() + PATIENCE
+        self._made = 0
+
+    def over(self) -> bool:
+        return time.monotonic() >= self._until
+
+    async def pause(self) -> None:
+        self._made += 1
+        await asyncio.sleep(min(0.1 * self._made, 1.0))
 
 _RUN_CLOSED_UNDER_UPDATE = "AcceptedUpdateCompletedWorkflow"
 """Temporal's failure type when the run that accepted an update closed before answering."""
@@ -271,7 +294,9 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
 
     Raises:
         Refused: The journey refused the command (its rule and message), the firm has
-            no journey, or the journey has ended.
+            no journey, the journey has ended, or it could not take the command for
+            ``PATIENCE`` seconds (rule ``Unavailable``; sent again until then, as one
+            update: never recorded twice).
     """
     handle = journey_handle(client, programme_id, firm_id)
     update = _UPDATES[type(command)]
@@ -279,7 +304,8 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
     # the first answer, hiding that the journey saw a duplicate. One id for every
     # attempt, so a retry after "workflow is closing" is recognised by the next run.
     update_id = str(uuid.uuid4())
-    for attempt in range(_CLOSING_RETRIES + 1):
+    attempts = _Attempts()
+    while True:
         try:
             result: CommandResult = await answered(
                 client,
@@ -292,12 +318,12 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
             if (
                 isinstance(cause, ApplicationError)
                 and cause.type in (_RUN_CLOSED_UNDER_UPDATE, JOURNEY_JUST_RESET)
-                and attempt < _CLOSING_RETRIES
+                and not attempts.over()
             ):
                 # The run that accepted it was closed under it (a reset, or the journey
                 # ended): the next run, or the ended journey's answer, tells. Or it came
                 # as the journey was being reset: the next workflow task takes it.
-                await asyncio.sleep(0.1 * (attempt + 1))
+                await attempts.pause()
                 continue
             if isinstance(cause, ApplicationError):
                 raise Refused(cause.type or "Refused", cause.message) from None
@@ -306,11 +332,10 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
             refusal = await _journey_unavailable(handle, firm_id, programme_id, error)
             if refusal.rule == "JourneyOver":
                 return await _on_ended_journey(handle, command, refusal)
-            if refusal.rule != "Unavailable" or attempt == _CLOSING_RETRIES:
+            if refusal.rule != "Unavailable" or attempts.over():
                 raise refusal from None
-            # The run is continuing as new: the next run takes the update.
-            await asyncio.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+            # The run is continuing as new, or busy: the next run, or a moment, lets it in.
+            await attempts.pause()
 
 
 async def _on_ended_journey(
@@ -512,7 +537,7 @@ async def _unless_ended(
     :class:`Unreachable`.
     """
     last = ""
-    for attempt in range(_CLOSING_RETRIES + 1):
+    for attempt in range(_REACH_ATTEMPTS):
         try:
             return await update()
         except WorkflowUpdateFailedError as error:
