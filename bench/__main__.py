@@ -251,7 +251,7 @@ def main(
                         stack, firms=enrolments, repeat=temporal_repeat, progress=progress
                     )
                     console.print("== staff commands")
-                    p50, p99, answered, flat_out = await temporal.commands(
+                    p50, p99, answered, flat_out, two_workers = await temporal.commands(
                         stack, journeys=command_journeys, rate=command_rate,
                         seconds=command_seconds, in_flight=in_flight,
                         sustained_seconds=sustained_seconds, repeat=temporal_repeat,
@@ -294,6 +294,10 @@ def main(
             ]),
             (flat_out, [
                 (f"≥ 100/s ({flat_out.corridor.median:.1f}/s)", flat_out.corridor.median >= 100)
+            ]),
+            (two_workers, [
+                (f"more than one worker ({two_workers.ratio(two_workers.baselines[0]):.2f}×)",
+                 two_workers.ratio(two_workers.baselines[0]) > 1.0)
             ]),
             (history, REPORTED),
             (replayed, REPORTED),
@@ -374,7 +378,9 @@ def main(
                 "to as many trivial workflows. *Offered*: open loop, each command sent when "
                 "due, its latency counted from that moment (a driver that falls behind is "
                 "counted too). *Sustained*: closed loop, the answers per second of that many "
-                "senders.",
+                "senders. *Two workers*: the same sustained run again with a second worker "
+                "process (`bench/worker.py`) polling the same task queue, against the one "
+                "worker's figure of the same round.",
                 f"- **history events per command**: the history events {history_commands} "
                 "more commands add, sent one after the other, to a journey (counted from "
                 "the same point of a command's cycle), per command; the baseline: a trivial "

@@ -118,6 +118,12 @@ class WorkerProcess:
         if self._output is not None:  # its output copied to the end: the pipe is closed
             await self._output
 
+    def beside(self, name: str) -> WorkerProcess:
+        """Another worker process on the same task queue (not started), logging to
+        ``name``.log beside this one's log."""
+        address, db, task_queue = self._args
+        return WorkerProcess(address, db, task_queue, self._log.with_name(f"{name}.log"))
+
     async def restart(self, why: str) -> None:
         """Kill the process and start another on the same task queue.
 
@@ -411,11 +417,17 @@ async def commands(
     repeat: int,
     progress: Progress,
 ) -> list[Measure]:
-    """Staff commands at ``rate``/s, then sustained, against a trivial update."""
+    """Staff commands at ``rate``/s, then sustained, against a trivial update.
+
+    Then sustained again with a second worker process on the task queue, against the
+    one worker's figure of the same round: the last measure returned.
+    """
     names = ("p50", "p99", "rate", "sustained")
     units = {"p50": "ms", "p99": "ms", "rate": "cmd/s", "sustained": "cmd/s"}
     ours = {k: Figure("Corridor", units[k]) for k in names}
     theirs = {k: Figure("trivial update", units[k]) for k in names}
+    two_workers = Figure("Corridor, two worker processes", "cmd/s")
+    one_worker = Figure("one worker process, same round", "cmd/s")
 
     def record(figures: dict[str, Figure], at_rate: Load, flat_out: Load, who: str) -> None:
         figures["p50"].values.append(at_rate.percentile(0.50))
@@ -449,6 +461,15 @@ async def commands(
         at_rate = await offered(rate, seconds, sender("r"))
         flat_out = await sustained(in_flight, sustained_seconds, sender("s"))
         record(ours, at_rate, flat_out, "Corridor")
+        second = s.worker.beside(f"second-{run}")
+        await second.start()
+        try:
+            both = await sustained(in_flight, sustained_seconds, sender("t"))
+        finally:
+            await second.stop()
+        one_worker.values.append(flat_out.rate)
+        two_workers.values.append(both.rate)
+        progress(f"Corridor, two workers: sustained {both.rate:.1f}/s ({both.failures} failed)")
 
     async def run_trivial(run: int) -> None:
         tag = f"upd-{run}-{uuid.uuid4().hex[:6]}"
@@ -479,6 +500,12 @@ async def commands(
             f"for {sustained_seconds:g} s, one worker",
             ours["sustained"],
             [theirs["sustained"]],
+        ),
+        Measure(
+            f"staff commands sustained, {in_flight} in flight over {journeys} journeys "
+            f"for {sustained_seconds:g} s, two workers",
+            two_workers,
+            [one_worker],
         ),
     ]
 

@@ -44,6 +44,7 @@ async def test_bench_writes_a_report_with_every_measure(dsn: str, tmp_path: Path
         "staff commands offered at 10/s for 1 s over 2 journeys: p99 latency",
         "staff commands offered at 10/s for 1 s over 2 journeys: answered",
         "staff commands sustained, 4 in flight over 2 journeys for 1 s, one worker",
+        "staff commands sustained, 4 in flight over 2 journeys for 1 s, two workers",
         "history events per staff command (2 commands in turn)",
     ]
     assert re.fullmatch(
