@@ -69,16 +69,16 @@ as new, is being reset, or has as many updates in flight as the server allows), 
 it is refused as unavailable; attempts are 0.1 s apart at first, then up to 1 s."""
 
 
-_REACH_ATTEMPTS = 11
-"""Attempts at an update that any running journey accepts (``sync``...), 0.1 s more
-apart each time (5.5 s in all), before Temporal is said to be unreachable."""
+REACH_PATIENCE = 5.5
+"""Seconds an update that any running journey accepts (``sync``...) is sent again while
+the server does not answer, before Temporal is said to be unreachable."""
 
 
 class _Attempts:
-    """Attempts at an update until ``PATIENCE`` has passed."""
+    """Attempts at an update for ``seconds``: 0.1 s apart at first, then up to 1 s."""
 
-    def __init__(self) -> None:
-        self._until = time.monotonic() + PATIENCE
+    def __init__(self, seconds: float = PATIENCE) -> None:
+        self._until = time.monotonic() + seconds
         self._made = 0
 
     def over(self) -> bool:
@@ -537,7 +537,8 @@ async def _unless_ended(
     :class:`Unreachable`.
     """
     last = ""
-    for attempt in range(_REACH_ATTEMPTS):
+    attempts = _Attempts(REACH_PATIENCE)
+    while not attempts.over():
         try:
             return await update()
         except WorkflowUpdateFailedError as error:
@@ -550,7 +551,7 @@ async def _unless_ended(
                 if refusal.rule != "Unavailable":
                     raise refusal from None
             last = error.message
-        await asyncio.sleep(0.1 * (attempt + 1))
+        await attempts.pause()
     raise Unreachable(f"cannot reach Temporal for the journey of {firm_id}: {last}")
 
 
