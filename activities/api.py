@@ -90,10 +90,14 @@ class SendMessageInput(BaseModel):
     Attributes:
         stream_id: The journey's stream.
         stream_version: The version of the causing event (stored already).
+        business_now: The journey's business instant (aware) at the send: a message
+            whose occasion has passed by then is not sent (``skipped``); None for
+            journeys begun before messages had windows (sent whatever the date).
     """
 
     stream_id: str
     stream_version: int = Field(ge=1)
+    business_now: AwareDatetime | None = None
 
 
 class SendMessageResult(BaseModel):
@@ -107,6 +111,11 @@ class SendMessageResult(BaseModel):
         recipient: ``contact`` or ``staff:<id>``, if any.
         recorded: The stream already records this message as sent.
         note: Why nothing was sent (no recipient, no address, no SMTP server, refused).
+        skipped: The message's occasion had passed at ``business_now``: not sent,
+            ``note`` says why; the journey records ``MessageSkipped``.
+        failed: The message can never be sent (it cannot be built, or the SMTP server
+            refused it for good, 5xx): ``note`` says why; the journey records
+            ``MessageFailed`` and goes on with its other messages.
     """
 
     sent: bool = False
@@ -115,6 +124,8 @@ class SendMessageResult(BaseModel):
     recipient: str | None = None
     recorded: bool = False
     note: str | None = None
+    skipped: bool = False
+    failed: bool = False
 
 
 class DigestRequest(BaseModel):
@@ -138,8 +149,12 @@ class DigestResult(BaseModel):
         items: Items per adviser, for every adviser who had something to say.
         sent: Advisers whose digest the SMTP server accepted (now or before).
         skipped: Programmes skipped, with why (not a working day in the office).
+        failed: Advisers whose digest can never be sent (it cannot be built, or the
+            SMTP server refused it for good), with why in plain words (no address);
+            the other digests went on.
     """
 
     items: dict[str, int] = Field(default_factory=dict)
     sent: list[str] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict)
+    failed: dict[str, str] = Field(default_factory=dict)

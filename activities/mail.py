@@ -21,16 +21,29 @@ messages sharing a ``Message-ID`` show it once. With a relay that does not, the
 residual risk is a second copy when a worker dies in that window of milliseconds.
 
 A server that cannot be reached (or answers 4xx) is retried by Temporal with backoff for
-as long as it lasts: messages wait and go out once it is back. A message the server
-refuses for good (5xx) is marked ``refused`` and nothing is recorded as sent.
+as long as it lasts: messages wait and go out once it is back.
+
+**Unsendable is an answer, not a retry loop.** A message that cannot be built (a header
+that ``email`` refuses, from a name stored before control characters were refused at
+input; an address no SMTP command can carry) or that the server refuses for good (a 5xx
+answer about this message: its recipient refused, its data refused, too large) is
+marked failed in the outbox (state ``refused``) with its reason in plain words, and the
+activity answers ``failed`` instead of raising: the journey records ``MessageFailed``
+and its other messages go on; ``corridor mail --failed`` and the adviser's digest show
+it. A 5xx about the session rather than the message (the login, the sender address the
+relay does not accept, the greeting) is a configuration to fix: messages wait for it,
+as for a server down. The outbox's ``last_error`` never holds the recipient's address
+(aiosmtplib's messages quote it: it is masked).
 """
 
 from __future__ import annotations
 
 import base64
+import email.errors
+import re
 import urllib.parse
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr, formatdate
@@ -39,6 +52,7 @@ from uuid import UUID
 
 import aiosmtplib
 import structlog
+from aiosmtplib.email import parse_address
 from temporalio import activity
 
 from activities.api import (
@@ -50,8 +64,16 @@ from activities.api import (
     SendMessageResult,
 )
 from activities.store import EventStore
-from domain.calendar import local_date
-from domain.digest import digest_items
+from domain.calendar import local_date, start_of_day
+from domain.digest import (
+    CatchUpSummary,
+    DigestItem,
+    FailedMessage,
+    catch_up_summary,
+    digest_items,
+    failed_message_items,
+    failures_since,
+)
 from domain.events import Event, MessageSent
 from domain.messages import (
     CONTACT,
@@ -62,9 +84,10 @@ from domain.messages import (
     message_id,
     message_kind,
     recipient,
+    skip_reason,
     staff_recipient,
 )
-from domain.programme import ERASED, Language
+from domain.programme import ERASED, Language, Programme, Staff, control_character
 from domain.state import JourneyState, fold
 
 log = structlog.get_logger(__name__)
@@ -163,12 +186,81 @@ class Mailer:
 
 
 def _refused_for_good(error: BaseException) -> bool:
-    """A 5xx answer about this message (not the login): retrying cannot help."""
+    """A 5xx answer about this message: retrying cannot help.
+
+    With one recipient, a recipient refused is not an ``SMTPRecipientRefused``:
+    ``aiosmtplib.send`` collects each refused ``RCPT TO`` and, when every recipient was
+    refused, raises ``SMTPRecipientsRefused`` (not an ``SMTPResponseException``, no
+    ``code`` of its own) whose ``recipients`` hold each refusal with the server's code:
+    refused for good when each is 5xx (a 4xx "mailbox busy" or greylisting waits). The
+    message's data refused for good (``SMTPDataError`` 5xx, e.g. 554) and a message
+    larger than the server takes (552 at ``MAIL FROM``) are too. Other 5xx answers are
+    about the session, not this message (the login, a sender the relay does not accept,
+    the greeting, a server that requires STARTTLS): a configuration to fix, for which
+    messages wait. So do 4xx answers and a server that cannot be reached.
+    """
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-        return all(r.code >= 500 for r in error.recipients)
-    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
-        return False  # a configuration to fix: messages wait for it
-    return isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500
+        return bool(error.recipients) and all(r.code >= 500 for r in error.recipients)
+    if isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        return error.code >= 500
+    if isinstance(error, aiosmtplib.SMTPSenderRefused):
+        return error.code == 552  # the message is larger than the server accepts
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        return "SMTPUTF8" in error.message  # this server cannot carry this address
+    return False
+
+
+_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+"""Anything shaped like an e-mail address in a server's or a library's message."""
+MASKED = "[address]"
+"""What an address in a failure's reason reads as."""
+
+
+def masked(text: str, *personal: str | None) -> str:
+    """``text`` without the given personal values and without any e-mail address.
+
+    Args:
+        text: A reason, e.g. an SMTP server's answer, which quotes the recipient.
+        personal: Values to remove whatever their case (the address, a name).
+
+    Returns:
+        The text with each of them (``[address]``, ``[hidden]``) and anything shaped
+        like an address masked.
+    """
+    for value in personal:
+        if value and len(value) > 2:
+            shown = MASKED if "@" in value else "[hidden]"
+            text = re.sub(re.escape(value), shown, text, flags=re.IGNORECASE)
+    return _ADDRESS.sub(MASKED, text)
+
+
+def _answer(code: int, message: str) -> str:
+    return f"{code} {' '.join(message.split())}".strip()
+
+
+def smtp_reason(error: BaseException, address: str) -> str:
+    """Why a send failed, in plain words, without the recipient's address.
+
+    Args:
+        error: What ``Mailer.send`` raised.
+        address: The recipient's address (masked wherever the server quotes it).
+    """
+    good = " for good" if _refused_for_good(error) else ""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        answers = "; ".join(_answer(r.code, r.message) for r in error.recipients)
+        text = f"the mail server refused the recipient{good}: {answers}"
+    elif isinstance(error, aiosmtplib.SMTPDataError):
+        text = f"the mail server refused the message{good}: {_answer(error.code, error.message)}"
+    elif isinstance(error, aiosmtplib.SMTPSenderRefused):
+        refused = "the message (too large)" if good else "the sender"
+        text = f"the mail server refused {refused}: {_answer(error.code, error.message)}"
+    elif isinstance(error, aiosmtplib.SMTPResponseException):
+        text = f"the mail server answered {_answer(error.code, error.message)}"
+    elif isinstance(error, aiosmtplib.SMTPNotSupported) and good:
+        text = "the mail server cannot carry a non-ASCII address (no SMTPUTF8)"
+    else:
+        text = f"the mail server cannot be reached ({type(error).__name__}: {error})"
+    return masked(text, address)[:500]
 
 
 def _domain(address: str) -> str:
@@ -177,7 +269,13 @@ def _domain(address: str) -> str:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to write to the outbox (then send)."""
+    """A message to write to the outbox (then send).
+
+    Attributes:
+        draft: Its words; None when they could not be written (``problem`` says why).
+        business_date: The business date it speaks in (the draft's, else the cause's).
+        problem: Why it cannot be built, found before it was rendered; None: build it.
+    """
 
     message_id: UUID
     kind: MessageKind
@@ -189,10 +287,74 @@ class Outgoing:
     sender: str
     to_address: str
     to_name: str | None
-    draft: Draft
+    draft: Draft | None
+    business_date: date
+    problem: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """Its subject line (empty when it has no words)."""
+        return self.draft.subject if self.draft is not None else ""
+
+    def built(self) -> tuple[bytes, None] | tuple[None, str]:
+        """The message's bytes, or why it can never be built (in plain words).
+
+        What ``email`` refuses (a header with a line break: a name or a subject stored
+        before line breaks were refused at input) and an address that no SMTP command
+        can carry are named by what holds them, never by their values.
+        """
+        problem = self.problem or self._unsendable_address()
+        if problem is None:
+            try:
+                return self.render(), None
+            except (ValueError, TypeError, LookupError, email.errors.MessageError) as error:
+                problem = self._culprit() or masked(
+                    f"{type(error).__name__}: {error}", self.to_address, self.to_name
+                )
+        return None, f"it cannot be built: {problem}"[:500]
+
+    @property
+    def _whose(self) -> str:
+        return "the contact's" if self.recipient == CONTACT else "the adviser's"
+
+    def _culprit(self) -> str | None:
+        """Which header holds a line break (``email`` refuses it), in plain words."""
+        for what, value in (
+            (f"{self._whose} name", self.to_name or ""),
+            ("its subject", self.subject),
+            (f"{self._whose} address", self.to_address),
+            ("the sender address", self.sender),
+        ):
+            found = control_character(value)
+            if found is not None and found.startswith("a line break"):
+                return f"{what} contains {found}, which an e-mail header cannot hold"
+        return None
+
+    def _unsendable_address(self) -> str | None:
+        """Why an address cannot be given to the SMTP server (aiosmtplib would raise)."""
+        for what, value in (
+            (f"{self._whose} address", self.to_address),
+            ("the sender address", self.sender),
+        ):
+            found = control_character(value)
+            if found is not None:
+                return f"{what} contains {found}, which an SMTP command cannot carry"
+            if not value.isascii():
+                return f"{what} is not ASCII, which this mailer cannot send (no SMTPUTF8)"
+            try:
+                parse_address(value)
+            except ValueError:
+                return f"{what} cannot be written in an SMTP command"
+        return None
 
     def render(self) -> bytes:
-        """The whole message: headers, a plain-text part and a simple HTML part."""
+        """The whole message: headers, a plain-text part and a simple HTML part.
+
+        Raises:
+            ValueError: A header ``email`` refuses (e.g. a line break in a name).
+        """
+        if self.draft is None:
+            raise ValueError(self.problem or "the message has no words")
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = formataddr((self.to_name or "", self.to_address))
@@ -232,13 +394,19 @@ class MailActivities:
         PostgreSQL; the input and the result carry ids only.
 
         Returns:
-            ``sent`` when the server accepted the message (now or before); otherwise
-            why nothing was sent (nobody to tell, no address, no server configured, or
-            the server refused it for good).
+            ``sent`` when the server accepted the message (now or before); ``skipped``
+            with its reason when its occasion had passed at ``input.business_now``
+            before it was written to the outbox (``domain.messages.skip_reason``);
+            ``failed``
+            with its reason in ``note`` when it can never be sent (it cannot be built,
+            or the server refused it for good: answered at once, never retried);
+            otherwise why nothing was sent (nobody to tell, no address, no server
+            configured).
 
         Raises:
             OSError, aiosmtplib.SMTPException: The server cannot be reached, or answered
-                4xx: retried (messages wait).
+                4xx (or a 5xx about the session: the login, the sender): retried
+                (messages wait).
             ValueError: The event is not stored.
         """
         envelopes = await self.store.read_stream(input.stream_id)
@@ -257,6 +425,11 @@ class MailActivities:
         if any(isinstance(e.event, MessageSent) and e.event.message_id == mid for e in envelopes):
             return result.model_copy(update={"sent": True, "recorded": True})
         if not await self._known(mid):
+            if input.business_now is not None:
+                now = fold([e.event for e in envelopes])
+                reason = skip_reason(kind, cause.event, now, input.business_now)
+                if reason is not None:  # its time passed while it waited: never written
+                    return result.model_copy(update={"skipped": True, "note": reason})
             outgoing = await self._journey_message(mid, kind, to, state, cause.event, input)
             if outgoing is None:
                 return result.model_copy(update={"note": "no e-mail address for the contact"})
@@ -272,15 +445,29 @@ class MailActivities:
         event: Any,
         input: SendMessageInput,
     ) -> Outgoing | None:
+        problem: str | None = None
+        language: Language
         if to == CONTACT:
             contact = await self.store.firm_contact(input.stream_id)
             if contact is None or not contact.email or contact.email == ERASED:
                 return None  # no address, or the firm's data was erased: nobody to tell
             address, name = contact.email, contact.name
-            language: Language = "en" if contact.language == "en" else "fr"
+            language = "en" if contact.language == "en" else "fr"
         else:
-            staff = state.programme.adviser(to.removeprefix("staff:"))
-            address, name, language = staff.email, staff.name, staff.language
+            staff_id = to.removeprefix("staff:")
+            staff = next((m for m in state.programme.staff if m.id == staff_id), None)
+            if staff is None:
+                address, name, language = "", None, "fr"
+                problem = f"staff id {staff_id} is not in the programme any more"
+            else:
+                address, name, language = staff.email, staff.name, staff.language
+        words: Draft | None = None
+        if problem is None:
+            try:
+                words = draft(kind, state, event, language=language, name=name)
+            except (ValueError, TypeError, LookupError) as error:
+                problem = f"its words cannot be written ({type(error).__name__}: {error})"
+                problem = masked(problem, address, name)
         return Outgoing(
             message_id=mid,
             kind=kind,
@@ -292,7 +479,11 @@ class MailActivities:
             sender=state.programme.sender or self._sender,
             to_address=address,
             to_name=name,
-            draft=draft(kind, state, event, language=language, name=name),
+            draft=words,
+            business_date=(
+                words.business_date if words else local_date(event.occurred_at, state.tz)
+            ),
+            problem=problem,
         )
 
     @property
@@ -325,14 +516,22 @@ class MailActivities:
         """Write the message to the outbox once (a retry finds it there).
 
         Its address and body are personal data: sealed with the journey's data key, so
-        that erasing the firm (its key destroyed) leaves them unreadable here too.
+        that erasing the firm (its key destroyed) leaves them unreadable here too. A
+        message that cannot be built is written failed (``refused``, no body) with why:
+        it is never attempted.
         """
+        raw, problem = outgoing.built()
         address = await self._sealed(outgoing.stream_id, outgoing.to_address)
-        body = await self._sealed(outgoing.stream_id, base64.b64encode(outgoing.render()).decode())
+        body = await self._sealed(
+            outgoing.stream_id, base64.b64encode(raw).decode() if raw is not None else ""
+        )
+        subject = "".join(  # shown by `corridor mail`: no control character reaches a terminal
+            "\ufffd" if control_character(c) else c for c in outgoing.subject
+        )
         await self.store.pool.execute(
             "INSERT INTO outbox (message_id, kind, programme_id, firm_id, stream_id, cause, "
-            "recipient, to_address, business_date, subject, message) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "recipient, to_address, business_date, subject, message, state, last_error) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
             "ON CONFLICT (message_id) DO NOTHING",
             outgoing.message_id,
             outgoing.kind.value,
@@ -342,10 +541,20 @@ class MailActivities:
             outgoing.cause,
             outgoing.recipient,
             address,
-            outgoing.draft.business_date,
-            outgoing.draft.subject,
+            outgoing.business_date,
+            subject,
             body.encode(),
+            "pending" if problem is None else "refused",
+            problem,
         )
+        if problem is not None:
+            log.warning(
+                "mail.failed",
+                message_id=str(outgoing.message_id),
+                kind=outgoing.kind.value,
+                recipient=outgoing.recipient,
+                reason=problem,
+            )
 
     async def _deliver(self, mid: UUID, result: SendMessageResult) -> SendMessageResult:
         """Send the outbox's message ``mid`` unless it was sent (see the module)."""
@@ -358,7 +567,10 @@ class MailActivities:
         if row["state"] == "sent":
             return result.model_copy(update={"sent": True})
         if row["state"] == "refused":
-            return result.model_copy(update={"note": f"refused: {row['last_error']}"})
+            reason = masked(row["last_error"] or "refused for good")
+            if reason == "erased":
+                reason = "the firm's data was erased"
+            return result.model_copy(update={"failed": True, "note": reason})
         if self.mailer is None:
             return result.model_copy(
                 update={"note": "no SMTP server configured: kept in the outbox"}
@@ -371,22 +583,25 @@ class MailActivities:
         body = await self._opened(row["stream_id"], bytes(row["message"]).decode())
         address = await self._opened(row["stream_id"], row["to_address"])
         if ERASED in (body, address):
+            reason = "the firm's data was erased"
             await self.store.pool.execute(
-                "UPDATE outbox SET state = 'refused', last_error = 'erased' WHERE message_id = $1",
+                "UPDATE outbox SET state = 'refused', last_error = $2 WHERE message_id = $1",
                 mid,
+                reason,
             )
-            return result.model_copy(update={"note": "refused: the firm's data was erased"})
+            return result.model_copy(update={"failed": True, "note": reason})
         raw = base64.b64decode(body)
         sender = _envelope_sender(raw) or self.mailer.sender
         try:
             await self.mailer.send(raw, sender, address)
         except (OSError, aiosmtplib.SMTPException) as error:
             refused = _refused_for_good(error)
+            reason = smtp_reason(error, address)
             await self.store.pool.execute(
                 "UPDATE outbox SET last_error = $2, state = CASE WHEN $3 THEN 'refused' "
                 "ELSE state END WHERE message_id = $1",
                 mid,
-                f"{type(error).__name__}: {error}"[:500],
+                reason,
                 refused,
             )
             log.warning(
@@ -395,9 +610,10 @@ class MailActivities:
                 kind=result.kind,
                 error_type=type(error).__name__,
                 refused=refused,
+                reason=reason,
             )
             if refused:
-                return result.model_copy(update={"note": f"refused: {error}"})
+                return result.model_copy(update={"failed": True, "note": reason})
             raise
         await self.store.pool.execute(
             "UPDATE outbox SET state = 'sent', sent_at = now(), last_error = NULL "
@@ -418,9 +634,14 @@ class MailActivities:
         (``domain.digest``), gathered by adviser; an adviser with nothing to do gets
         nothing.
 
+        Each digest also lists the firms' messages that failed since the previous
+        working day (``domain.digest.failed_message_items``). A digest that cannot be
+        built (e.g. an adviser's name with a line break) or that the server refuses for
+        good is failed with its reason (``DigestResult.failed``); the others go on.
+
         Raises:
-            OSError, aiosmtplib.SMTPException: The server cannot be reached: retried;
-                the digests already sent are not sent again.
+            OSError, aiosmtplib.SMTPException: The server cannot be reached (or answered
+                4xx): retried; the digests already sent are not sent again.
         """
         result = DigestResult()
         by_programme: dict[str, list[JourneyState]] = {}
@@ -432,45 +653,134 @@ class MailActivities:
             if day.weekday() >= 5:
                 result.skipped[programme_id] = f"{day} is not a working day"
                 continue
+            failures = await self._failures(programme_id, day)
+            skipped = await self._skipped(programme_id, day, programme.office_timezone)
             for staff in programme.staff:
+                theirs = [state for state in states if state.adviser_id == staff.id]
                 items = [
                     item
-                    for state in states
-                    if state.adviser_id == staff.id
-                    for item in digest_items(state, day)
+                    for state in theirs
+                    for item in [
+                        *digest_items(state, day),
+                        *failed_message_items(state, failures, day),
+                    ]
                 ]
-                if not items:
+                summary = catch_up_summary(theirs, skipped)
+                if not items and summary is None:
                     continue
                 key = f"{programme_id}/{staff.id}"
                 result.items[key] = len(items)
                 to = staff_recipient(staff.id)
                 mid = message_id(f"digest/{programme_id}/{day}", to)
                 if not await self._known(mid):
-                    await self._write(
-                        Outgoing(
-                            message_id=mid,
-                            kind=MessageKind.DIGEST,
-                            programme_id=programme_id,
-                            firm_id=None,
-                            stream_id=None,
-                            cause=f"digest/{programme_id}/{day}",
-                            recipient=to,
-                            sender=programme.sender or self._sender,
-                            to_address=staff.email,
-                            to_name=staff.name,
-                            draft=digest_draft(
-                                items,
-                                day=day,
-                                language=staff.language,
-                                name=staff.name,
-                                organiser=programme.organiser,
-                            ),
-                        )
-                    )
-                sent = await self._deliver(mid, SendMessageResult(message_id=mid))
+                    await self._write(self._digest(programme, staff, items, day, mid, summary))
+                sent = await self._deliver(
+                    mid,
+                    SendMessageResult(message_id=mid, kind=MessageKind.DIGEST.value, recipient=to),
+                )
                 if sent.sent:
                     result.sent.append(key)
+                elif sent.failed:
+                    result.failed[key] = sent.note or "it cannot be sent"
         return result
+
+    def _digest(
+        self,
+        programme: Programme,
+        staff: Staff,
+        items: list[DigestItem],
+        day: date,
+        mid: UUID,
+        summary: CatchUpSummary | None = None,
+    ) -> Outgoing:
+        """An adviser's digest to write to the outbox (failed if its words cannot be written)."""
+        words: Draft | None = None
+        problem: str | None = None
+        try:
+            words = digest_draft(
+                items,
+                day=day,
+                language=staff.language,
+                name=staff.name,
+                organiser=programme.organiser,
+                summary=summary,
+            )
+        except (ValueError, TypeError, LookupError) as error:
+            problem = masked(
+                f"its words cannot be written ({type(error).__name__}: {error})",
+                staff.email,
+                staff.name,
+            )
+        return Outgoing(
+            message_id=mid,
+            kind=MessageKind.DIGEST,
+            programme_id=programme.id,
+            firm_id=None,
+            stream_id=None,
+            cause=f"digest/{programme.id}/{day}",
+            recipient=staff_recipient(staff.id),
+            sender=programme.sender or self._sender,
+            to_address=staff.email,
+            to_name=staff.name,
+            draft=words,
+            business_date=day,
+            problem=problem,
+        )
+
+    async def _skipped(
+        self, programme_id: str, day: date, office_timezone: str
+    ) -> dict[str, dict[str, int]]:
+        """Messages the programme's journeys skipped since the previous digest.
+
+        ``MessageSkipped`` events recorded from :func:`domain.digest.failures_since` up
+        to the day before ``day`` (office days), by stream id and kind: what a backfill
+        did not tell, for the digest's opening summary.
+        """
+        rows = await self.store.pool.fetch(
+            "SELECT e.stream_id, e.data->>'kind' AS kind, count(*) AS skipped "
+            "FROM events e JOIN journeys j ON j.stream_id = e.stream_id "
+            "WHERE j.programme_id = $1 AND e.event_type = 'MessageSkipped' "
+            "AND e.recorded_at >= $2 AND e.recorded_at < $3 "
+            "GROUP BY e.stream_id, e.data->>'kind'",
+            programme_id,
+            start_of_day(failures_since(day), office_timezone),
+            start_of_day(day, office_timezone),
+        )
+        skipped: dict[str, dict[str, int]] = {}
+        for row in rows:
+            skipped.setdefault(row["stream_id"], {})[row["kind"]] = row["skipped"]
+        return skipped
+
+    async def _failures(self, programme_id: str, day: date) -> list[FailedMessage]:
+        """The programme's journeys' messages that failed, for the digest of ``day``.
+
+        Those dated from :func:`domain.digest.failures_since` up to the day before, as
+        the outbox records them (state ``refused``), with their reasons.
+        """
+        rows = await self.store.pool.fetch(
+            "SELECT firm_id, kind, recipient, business_date, last_error FROM outbox "
+            "WHERE programme_id = $1 AND state = 'refused' AND firm_id IS NOT NULL "
+            "AND business_date >= $2 AND business_date < $3 "
+            "ORDER BY business_date, created_at",
+            programme_id,
+            failures_since(day),
+            day,
+        )
+        failures = []
+        for row in rows:
+            reason = masked(row["last_error"] or "refused for good")
+            if reason == "erased":
+                reason = "the firm's data was erased"
+            failures.append(
+                FailedMessage(
+                    firm_id=row["firm_id"],
+                    kind=row["kind"],
+                    recipient=row["recipient"],
+                    failed_on=row["business_date"],
+                    reason=reason,
+                )
+            )
+        return failures
 
     async def _states_at(self, at: datetime, programme_id: str | None) -> list[JourneyState]:
         """Every journey as it stood at ``at`` (business time of its records).

@@ -348,7 +348,7 @@ async def observed(
 
         async with observed(client, queue, check_database=ping) as obs:
             worker = build_worker(obs.client, store, queue)
-            obs.watch(worker)
+            obs.watch(worker.interactive)
             async with worker: ...
 
     Args:

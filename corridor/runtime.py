@@ -31,8 +31,9 @@ from activities.store import EventStore
 from corridor import deployment, observability
 from corridor.codec import keyring_of
 from corridor.logs import configure_logging
-from corridor.settings import SettingsError, load_settings
-from corridor.stack import read_stack_file
+from corridor.service import catch_up_task_queue
+from corridor.settings import Settings, SettingsError, load_settings
+from corridor.stack import StackInfo, read_stack_file
 from corridor.temporal import (
     SearchAttributesMissing,
     connect,
@@ -43,6 +44,21 @@ from workflows.digest import AdviserDigests
 from workflows.journey import FirmJourney
 
 log = structlog.get_logger(__name__)
+
+
+def temporal_address(settings: Settings, stack: StackInfo | None) -> str:
+    """The Temporal frontend a process talks to when ``TEMPORAL_ADDRESS`` names none.
+
+    One answer for the worker (``worker.py``) and the CLI, so that both reach the same
+    server: the running ``corridor dev``'s, else the embedded server's port
+    (``CORRIDOR_TEMPORAL_PORT``) on localhost. ``TEMPORAL_ADDRESS`` (Temporal's
+    environment configuration, read by ``corridor.temporal.connect``) wins over both.
+
+    Args:
+        settings: Corridor's settings.
+        stack: The running ``corridor dev`` stack, if any.
+    """
+    return stack.temporal_address if stack else f"localhost:{settings.temporal_port}"
 
 
 def activities_of(store: EventStore, mailer: Mailer | None = None) -> list[Callable[..., Any]]:
@@ -57,26 +73,97 @@ def activities_of(store: EventStore, mailer: Mailer | None = None) -> list[Calla
     return [journey.store_events, journey.find_command, mail.send_message, mail.send_digests]
 
 
+class Workers:
+    """The two workers of one process: staff first, catching up on the side.
+
+    ``interactive`` polls the task queue journeys serve staff on; ``catch_up`` polls
+    its catch-up task queue (``service.catch_up_task_queue``), where journeys enrolled
+    after the fact start, with at most ``CORRIDOR_CATCH_UP_CONCURRENCY`` workflow tasks
+    (and twice as many activities) at a time (docs/architecture.md, "Staff first").
+    Used as a Temporal ``Worker`` is: ``run()``, ``shutdown()``, ``async with``.
+
+    Args:
+        interactive: The worker of the journeys' own task queue.
+        catch_up: The worker of the catch-up task queue.
+    """
+
+    def __init__(self, interactive: Worker, catch_up: Worker) -> None:
+        self.interactive = interactive
+        self.catch_up = catch_up
+
+    async def run(self) -> None:
+        """Run both until shut down (or one fails, which stops the other)."""
+        runs = [asyncio.create_task(w.run()) for w in (self.interactive, self.catch_up)]
+        try:
+            done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+            await asyncio.gather(*runs)
+        finally:
+            for task in runs:
+                if not task.done():
+                    await self._shutdown_quietly()
+                    break
+            await asyncio.gather(*runs, return_exceptions=True)
+
+    async def _shutdown_quietly(self) -> None:
+        for worker in (self.interactive, self.catch_up):
+            with contextlib.suppress(Exception):
+                await worker.shutdown()
+
+    async def shutdown(self) -> None:
+        """Shut both down gracefully (running activities finish)."""
+        await asyncio.gather(self.interactive.shutdown(), self.catch_up.shutdown())
+
+    async def __aenter__(self) -> Workers:
+        await self.interactive.__aenter__()
+        try:
+            await self.catch_up.__aenter__()
+        except BaseException:
+            await self.interactive.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.catch_up.__aexit__(None, None, None)
+        finally:
+            await self.interactive.__aexit__(None, None, None)
+
+
 def build_worker(
     client: Client, store: EventStore, task_queue: str, mailer: Mailer | None = None
-) -> Worker:
-    """Wire the journey's workflow and activities on ``task_queue``.
+) -> Workers:
+    """Wire the journey's workflow and activities on ``task_queue`` and its catch-up queue.
 
     Args:
         client: A client connected with the pydantic data converter.
         store: The event store the activities append to.
-        task_queue: The task queue to poll.
+        task_queue: The task queue to poll (and ``<task_queue>-catch-up``).
         mailer: The SMTP client messages go through; None: messages are kept in the
             outbox, unsent, and nothing is recorded as sent.
     """
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[FirmJourney, AdviserDigests],
-        activities=activities_of(store, mailer),
-        graceful_shutdown_timeout=timedelta(seconds=10),
-        deployment_config=deployment.deployment_config(),  # CORRIDOR_DEPLOYMENT_NAME, _BUILD_ID
-        max_cached_workflows=load_settings().workflow_cache_size,  # CORRIDOR_WORKFLOW_CACHE_SIZE
+    settings = load_settings()
+
+    def worker(queue: str, tasks: int | None = None, polls: int | None = None) -> Worker:
+        return Worker(
+            client,
+            task_queue=queue,
+            workflows=[FirmJourney, AdviserDigests],
+            activities=activities_of(store, mailer),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+            deployment_config=deployment.deployment_config(),  # CORRIDOR_DEPLOYMENT_NAME, ...
+            max_cached_workflows=settings.workflow_cache_size,  # CORRIDOR_WORKFLOW_CACHE_SIZE
+            max_concurrent_workflow_tasks=tasks,
+            max_concurrent_activities=2 * tasks if tasks is not None else None,
+            max_concurrent_workflow_task_polls=polls,
+            max_concurrent_activity_task_polls=polls,
+        )
+
+    concurrency = settings.catch_up_concurrency  # CORRIDOR_CATCH_UP_CONCURRENCY
+    return Workers(
+        worker(task_queue),
+        worker(catch_up_task_queue(task_queue), tasks=concurrency, polls=2),
     )
 
 
@@ -123,7 +210,7 @@ async def run_worker(
         if mailer is None:
             log.warning("worker.no_smtp", reason="no SMTP server: messages stay in the outbox")
         worker = build_worker(observed.client, store, task_queue, mailer)
-        observed.watch(worker, stop)
+        observed.watch(worker.interactive, stop)
         log.info(
             "worker.started",
             task_queue=task_queue,
@@ -148,9 +235,7 @@ async def main() -> None:
         keyring = open_keyring(settings, dsn)
     except KeyringError as error:
         raise SystemExit(f"worker not started: {error}") from None
-    client = await connect(
-        stack.temporal_address if stack else "localhost:7233", keyring=keyring
-    )
+    client = await connect(temporal_address(settings, stack), keyring=keyring)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
@@ -46,8 +46,10 @@ from domain.commands import (
     VoidContract,
     Withdraw,
 )
+from domain.deadlines import next_deadline
 from domain.errors import DomainError
 from domain.journey import decide
+from domain.state import JourneyState, evolve
 from workflows import search
 from workflows.journey import (
     JOURNEY_JUST_RESET,
@@ -119,21 +121,123 @@ class NoWorker(Unreachable):
 
 
 ANSWER_WITHIN = 10.0
-"""Seconds after which a journey that has not answered is checked for a worker."""
+"""Seconds within which a command that no worker can answer gives up (see ``answered``)."""
+
+CHECK_EVERY = 1.0
+"""Seconds between two looks at whether a worker takes the journey's tasks, while a call
+waits for its answer."""
+
+POLL_FRESH = 75.0
+"""Seconds since its last poll after which a worker is taken for gone. A live worker polls
+its task queue again at least every minute (Temporal's long poll), while the server goes
+on listing a poller it has not heard from for five minutes: counting every listed poller
+kept a command waiting up to five minutes after its worker was killed."""
+
+STICKY_WAIT = 11.0
+"""Seconds a workflow task may wait for the worker that ran the journey last (on that
+worker's own queue: 10 s, the SDK's sticky schedule-to-start timeout) before it goes to
+the journey's task queue, where any worker takes it."""
+
+TAKEN_WITHIN = 3.0
+"""Seconds within which a live worker takes a task waiting on its task queue: one waiting
+for a task takes it at once, a busy one polls again as soon as a slot is free."""
 
 
-async def _pollers(client: Client, handle: WorkflowHandle[Any, Any]) -> tuple[str, int]:
-    """The journey's task queue and how many workers poll it now."""
-    description = await handle.describe()
-    queue = description.task_queue or ""
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+class _WorkerWatch:
+    """Whether any worker takes a journey's tasks while a call waits for its answer.
+
+    Three signs that none does, each from what the server says (its poller list and the
+    journey's pending workflow task), whatever the connection settings:
+
+    - no poller of the journey's task queue has polled within ``POLL_FRESH`` seconds;
+    - the journey's workflow task waits and no worker has polled since it was scheduled:
+      for ``TAKEN_WITHIN`` seconds once it is known to be where a live worker would take
+      it at once (scheduled again after a worker's own, sticky, queue gave it up, or
+      after a worker that started it timed out; or only one worker polls, whose own
+      sticky queue it can only be on), ``STICKY_WAIT`` seconds otherwise (it may be on a
+      dead worker's sticky queue while another worker lives: that queue gives it up
+      after 10 s);
+    - for a query (no workflow task): no worker has polled for ``STICKY_WAIT`` seconds
+      while the query waits (a worker waiting for tasks would have answered it, and
+      polled again).
+    """
+
+    def __init__(self, client: Client, handle: WorkflowHandle[Any, Any], *, query: bool) -> None:
+        self._client = client
+        self._handle = handle
+        self._query = query
+        self.queue = ""
+        self._task: tuple[datetime, float, bool] | None = None  # scheduled, first seen, moved
+        self._ran = False  # seen started by a worker
+        self._last_poll: tuple[datetime | None, float] | None = None  # latest poll, seen
+
+    async def gone(self) -> bool:
+        """Look once: True when no worker takes the journey's tasks.
+
+        Raises:
+            RPCError: The server did not answer the question.
+        """
+        description = await self._handle.describe()
+        self.queue = description.task_queue or ""
+        response = await self._client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self._client.namespace,
+                task_queue=TaskQueue(name=self.queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
         )
+        polls = [
+            poller.last_access_time.ToDatetime(tzinfo=UTC)
+            for poller in response.pollers
+            if poller.HasField("last_access_time")
+        ]
+        now, seen_at = datetime.now(UTC), time.monotonic()
+        fresh = [poll for poll in polls if (now - poll).total_seconds() < POLL_FRESH]
+        if not fresh:
+            return True
+        latest = max(fresh)
+        if self._query:
+            if self._last_poll is None or self._last_poll[0] != latest:
+                self._last_poll = (latest, seen_at)
+                return False
+            return seen_at - self._last_poll[1] >= STICKY_WAIT
+        pending = description.raw_description.pending_workflow_task
+        if pending.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+            self._task, self._ran = None, True  # a worker runs it (or ran it, and died)
+            return False
+        if not pending.HasField("scheduled_time"):
+            self._task = None  # nothing to run: the journey waits for something else
+            return False
+        scheduled = pending.scheduled_time.ToDatetime(tzinfo=UTC)
+        if self._task is None or self._task[0] != scheduled:
+            # Scheduled again after we saw it elsewhere (a sticky queue that gave it up,
+            # a worker that timed out on it): it is on the journey's task queue now.
+            self._task = (scheduled, seen_at, self._task is not None or self._ran)
+            return False
+        if len(fresh) == 1:
+            # One worker polls: a sticky queue holding the task can only be its own, which
+            # it would have taken at once, were it alive.
+            self._task = (*self._task[:2], True)
+        if latest >= scheduled:
+            return False  # a worker polled since: it is alive, and busy
+        waited = seen_at - self._task[1]
+        return waited >= (TAKEN_WITHIN if self._task[2] else STICKY_WAIT)
+
+
+def _no_worker(queue: str) -> str:
+    """What to say when no worker takes the tasks of a journey on ``queue``.
+
+    A journey catching up runs on its programme's catch-up queue, which the workers of
+    the programme's queue also poll: the queue to start a worker for is that one.
+    """
+    base = queue.removesuffix("-catch-up")
+    served = base if base != queue and catch_up_task_queue(base) == queue else queue
+    where = f" (the journey catches up on {queue!r})" if served != queue else ""
+    return (
+        f"no worker is running for task queue {served!r}{where}, so the journey cannot "
+        "answer: start `corridor dev`, or a worker (`python worker.py`) with "
+        f"CORRIDOR_TASK_QUEUE={served}"
     )
-    return queue, len(response.pollers)
 
 
 async def answered(
@@ -141,34 +245,42 @@ async def answered(
     handle: WorkflowHandle[Any, Any],
     call: Awaitable[T],
     *,
-    within: float = ANSWER_WITHIN,
+    query: bool = False,
 ) -> T:
-    """Wait for a journey's answer; if none comes ``within`` seconds, check for a worker.
+    """Wait for a journey's answer, as long as a worker takes the journey's tasks.
 
-    A journey answers updates and queries only through a worker. When none polls its
-    task queue, waiting would hang without a word: the call is abandoned instead.
+    A journey answers updates and queries only through a worker. When none takes its
+    tasks (none polls its task queue, or the one that did is gone), waiting would hang
+    without a word: the call is abandoned instead, within about ``ANSWER_WITHIN``
+    seconds (see ``_WorkerWatch``). The call is also abandoned, never left running, when
+    the caller is cancelled (Ctrl-C).
+
+    Args:
+        client: Temporal client.
+        handle: The journey.
+        call: The update or query, not yet awaited.
+        query: The call is a query (no workflow task is scheduled for it).
 
     Raises:
-        NoWorker: No worker polls the journey's task queue (the message says what to
-            start).
+        NoWorker: No worker takes the journey's tasks (the message says what to start).
     """
     task = asyncio.ensure_future(call)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=within)
-        if done:
-            return task.result()
-        try:
-            queue, pollers = await _pollers(client, handle)
-        except RPCError:
-            continue  # the call itself will tell what is wrong
-        if pollers == 0:
+    watch = _WorkerWatch(client, handle, query=query)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CHECK_EVERY)
+            if done:
+                return task.result()
+            try:
+                gone = await watch.gone()
+            except RPCError:
+                continue  # the call itself will tell what is wrong
+            if gone:
+                raise NoWorker(_no_worker(watch.queue))
+    finally:
+        if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            raise NoWorker(
-                f"no worker is running for task queue {queue!r}, so the journey cannot "
-                "answer: start `corridor dev`, or a worker (`python worker.py`) with "
-                f"CORRIDOR_TASK_QUEUE={queue}"
-            )
 
 
 @dataclass(frozen=True)
@@ -248,6 +360,9 @@ async def enroll(
     """
     workflow_id = journey_workflow_id(command.programme.id, command.firm.id)
     journey_input = JourneyInput(enrollment=command, clock=clock or ProgrammeClock())
+    if catches_up(command, journey_input.clock):
+        journey_input.task_queue = task_queue
+        task_queue = catch_up_task_queue(task_queue)
     if continue_as_new_after is not None:
         journey_input.continue_as_new_after = continue_as_new_after
     try:
@@ -273,6 +388,40 @@ async def enroll(
     except WorkflowAlreadyStartedError:
         return Enrolment(command.firm.id, workflow_id, started=False)
     return Enrolment(command.firm.id, workflow_id, started=True)
+
+
+def catch_up_task_queue(task_queue: str) -> str:
+    """The task queue of the journeys of ``task_queue`` that are catching up.
+
+    Its worker runs few tasks at a time (``CORRIDOR_CATCH_UP_CONCURRENCY``), so that
+    journeys enrolled after the fact never stand in front of staff commands
+    (docs/architecture.md, "Staff first").
+    """
+    return f"{task_queue}-catch-up"
+
+
+def catches_up(command: EnrollFirm, clock: ProgrammeClock) -> bool:
+    """Whether a journey enrolled now has deadlines that fell due before its enrolment.
+
+    Only real-time journeys catch up: a held, compressed or skipped clock plays the
+    journey at its own pace from its introduction.
+
+    Args:
+        command: The enrolment.
+        clock: The journey's business clock.
+    """
+    if not clock.is_real_time:
+        return False
+    now = datetime.now(UTC)
+    try:
+        events = decide(None, command, now)
+    except DomainError:
+        return False  # the journey refuses it and ends at once: nothing to catch up
+    state: JourneyState | None = None
+    for event in events:
+        state = evolve(state, event)
+    deadline = next_deadline(state) if state is not None else None
+    return deadline is not None and deadline.at <= now
 
 
 def journey_handle(client: Client, programme_id: str, firm_id: str) -> WorkflowHandle[Any, Any]:
@@ -331,7 +480,7 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
         except RPCError as error:
             refusal = await _journey_unavailable(handle, firm_id, programme_id, error)
             if refusal.rule == "JourneyOver":
-                return await _on_ended_journey(handle, command, refusal)
+                return await _on_ended_journey(client, handle, command, refusal)
             if refusal.rule != "Unavailable" or attempts.over():
                 raise refusal from None
             # The run is continuing as new, or busy: the next run, or a moment, lets it in.
@@ -339,7 +488,7 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
 
 
 async def _on_ended_journey(
-    handle: WorkflowHandle[Any, Any], command: Command, refusal: Refused
+    client: Client, handle: WorkflowHandle[Any, Any], command: Command, refusal: Refused
 ) -> CommandResult:
     """Answer a command sent to an ended journey.
 
@@ -347,9 +496,9 @@ async def _on_ended_journey(
     otherwise refused with why the journey ended.
     """
     try:
-        journey = await handle.query(FirmJourney.state)
-        applied = command.command_id is not None and await handle.query(
-            FirmJourney.applied, command.command_id
+        journey = await answered(client, handle, handle.query(FirmJourney.state), query=True)
+        applied = command.command_id is not None and await answered(
+            client, handle, handle.query(FirmJourney.applied, command.command_id), query=True
         )
     except (RPCError, WorkflowQueryFailedError):
         raise refusal from None
@@ -419,7 +568,7 @@ async def view(client: Client, programme_id: str, firm_id: str) -> JourneyView:
     """
     handle = journey_handle(client, programme_id, firm_id)
     try:
-        return await answered(client, handle, handle.query(FirmJourney.state))
+        return await answered(client, handle, handle.query(FirmJourney.state), query=True)
     except RPCError as error:
         raise await _journey_unavailable(handle, firm_id, programme_id, error) from None
 
@@ -445,7 +594,7 @@ async def sync(client: Client, programme_id: str, firm_id: str) -> int | Ended:
         result = await answered(client, handle, handle.execute_update(FirmJourney.sync))
         return result.stream_version
 
-    return await _unless_ended(handle, programme_id, firm_id, update)
+    return await _unless_ended(client, handle, programme_id, firm_id, update)
 
 
 async def adjust_clock(
@@ -470,9 +619,11 @@ async def adjust_clock(
     handle = journey_handle(client, programme_id, firm_id)
 
     async def update() -> ProgrammeClock:
-        return await handle.execute_update(FirmJourney.adjust_clock, change)
+        return await answered(
+            client, handle, handle.execute_update(FirmJourney.adjust_clock, change)
+        )
 
-    return await _unless_ended(handle, programme_id, firm_id, update)
+    return await _unless_ended(client, handle, programme_id, firm_id, update)
 
 
 async def advance_clock(
@@ -497,7 +648,7 @@ async def advance_clock(
         )
         return result.stream_version
 
-    return await _unless_ended(handle, programme_id, firm_id, update)
+    return await _unless_ended(client, handle, programme_id, firm_id, update)
 
 
 async def release_clock(
@@ -522,10 +673,11 @@ async def release_clock(
         )
         return result.stream_version
 
-    return await _unless_ended(handle, programme_id, firm_id, update)
+    return await _unless_ended(client, handle, programme_id, firm_id, update)
 
 
 async def _unless_ended(
+    client: Client,
     handle: WorkflowHandle[Any, Any],
     programme_id: str,
     firm_id: str,
@@ -547,7 +699,7 @@ async def _unless_ended(
             if error.status not in _UNREACHABLE:
                 refusal = await _journey_unavailable(handle, firm_id, programme_id, error)
                 if refusal.rule == "JourneyOver":
-                    return Ended(await _stored_version(handle))
+                    return Ended(await _stored_version(client, handle))
                 if refusal.rule != "Unavailable":
                     raise refusal from None
             last = error.message
@@ -555,9 +707,11 @@ async def _unless_ended(
     raise Unreachable(f"cannot reach Temporal for the journey of {firm_id}: {last}")
 
 
-async def _stored_version(handle: WorkflowHandle[Any, Any]) -> int | None:
+async def _stored_version(client: Client, handle: WorkflowHandle[Any, Any]) -> int | None:
     try:
-        journey: JourneyView = await handle.query(FirmJourney.state)
+        journey: JourneyView = await answered(
+            client, handle, handle.query(FirmJourney.state), query=True
+        )
     except (RPCError, WorkflowQueryFailedError):
         return None
     return journey.stored_version

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         workflow_cache_size: How many journeys' runs a worker keeps in memory
             (Temporal's ``max_cached_workflows``; 1,000 by default, as the SDK's). A
             journey out of the cache is replayed from its history at its next task.
+        catch_up_concurrency: How many workflow tasks of journeys catching up a worker
+            runs at a time (twice as many activities), on the catch-up task queue: the
+            share of a worker that enrolments after the fact may take (2 by default).
     """
 
     model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="ignore")
@@ -77,6 +80,7 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
     workflow_cache_size: int = Field(default=1000, ge=0)
+    catch_up_concurrency: int = Field(default=2, ge=1, le=100)
 
     @property
     def key_file(self) -> Path:

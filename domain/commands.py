@@ -15,26 +15,42 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.money import Money
-from domain.programme import Firm, Identifier, Programme, Text, printable
+from domain.programme import (
+    Firm,
+    Identifier,
+    Line,
+    Programme,
+    Text,
+    kept_line,
+    typed_line,
+    typed_lines,
+)
 
-Author = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(printable),
-]
-"""Who sent a command: a person's name or login, or the tool that relayed it."""
+Author = Line
+"""Who sent a command: a person's name or login, or the tool that relayed it (one line)."""
 
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
-    AfterValidator(printable),
+    AfterValidator(typed_lines),
 ]
-"""Why a record is corrected or voided: required, at most 2,000 characters."""
+"""Why a record is corrected or voided: required, at most 2,000 characters (line breaks
+allowed, no other control character)."""
 
 Notes = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(printable)
+    str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(typed_lines)
 ]
-"""Free text recorded with a fact; at most 2,000 characters."""
+"""Free text recorded with a fact; at most 2,000 characters (line breaks allowed, no other
+control character)."""
+
+CommandId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(typed_line)
+]
+"""A command's id, chosen by its client: one line, at most 100 characters."""
+
+_KeptCommandId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(kept_line)
+]
 
 
 class Outcome(StrEnum):
@@ -71,15 +87,22 @@ class Command(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    command_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    command_id: CommandId | None = None
     occurred_on: date | None = None
     by: Author | None = None
 
 
 class EnrollFirm(Command):
-    """Enrol a firm in a programme at the mission where it was introduced."""
+    """Enrol a firm in a programme at the mission where it was introduced.
+
+    A journey carries its enrolment for ever (its input, at each continue-as-new): its
+    text is checked as the programme's and the firm's are, strictly at input
+    (``context=AT_INPUT``, as the roster is read) and read back as it was accepted.
+    """
 
     kind: Literal["enroll_firm"] = "enroll_firm"
+    command_id: _KeptCommandId | None = None
+    by: Text | None = None
     programme: Programme
     firm: Firm
     mission_id: Identifier
@@ -91,7 +114,7 @@ class RequestMeeting(Command):
 
     kind: Literal["request_meeting"] = "request_meeting"
     meeting_id: Identifier
-    counterpart: Text
+    counterpart: Line
 
 
 class ArrangeMeeting(Command):
@@ -101,7 +124,7 @@ class ArrangeMeeting(Command):
     meeting_id: Identifier
     partner_id: Identifier
     scheduled_at: AwareDatetime
-    place: Text | None = None
+    place: Line | None = None
 
 
 class RecordMeetingResult(Command):
@@ -132,7 +155,7 @@ class SignContract(Command):
 
     kind: Literal["sign_contract"] = "sign_contract"
     contract_id: Identifier | None = None
-    counterpart: Text
+    counterpart: Line
     value: Money
     meeting_ids: list[Identifier] = Field(default_factory=list)
     notes: Notes = ""
@@ -196,7 +219,7 @@ class CorrectContract(Command):
     kind: Literal["correct_contract"] = "correct_contract"
     contract_id: Identifier
     value: Money | None = None
-    counterpart: Text | None = None
+    counterpart: Line | None = None
     signed_on: date | None = None
     meeting_ids: list[Identifier] | None = None
     reason: Reason

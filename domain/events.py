@@ -366,6 +366,52 @@ class MessageSent(Event):
         return f"message sent to {who}: {self.kind.replace('_', ' ')}"
 
 
+class MessageNotSent(Event):
+    """A message that did not go out, and why: what ``MessageSkipped`` and ``MessageFailed`` share.
+
+    Attributes:
+        message_id: The message's id (the one it has, or would have had).
+        kind: What it says (``visit_reminder``, ...).
+        recipient: ``contact`` or ``staff:<id>``.
+        cause_version: Stream version of the event that caused it.
+        reason: Why, in plain words (ids and dates, never an address or a name).
+    """
+
+    message_id: UUID
+    kind: str
+    recipient: str
+    cause_version: int
+    reason: str
+    outcome: ClassVar[str] = "not sent"
+
+    def summary(self) -> str:  # noqa: D102
+        who = "the firm's contact" if self.recipient == "contact" else self.recipient
+        return f"message to {who} {self.outcome}: {self.kind.replace('_', ' ')}: {self.reason}"
+
+
+class MessageSkipped(MessageNotSent):
+    """A message was not sent: its occasion had passed before it could go out.
+
+    A journey enrolled after the fact catches up on years of deadlines, and a worker
+    down for a week finds its reminders late: a message is sent only while it still
+    means something (``domain.messages.skip_reason``). What it would have said waits in
+    the adviser's digest, where it is still open.
+    """
+
+    type: Literal["MessageSkipped"] = "MessageSkipped"
+
+
+class MessageFailed(MessageNotSent):
+    """A message can never be sent: it could not be built, or the server refused it for good.
+
+    Recorded once; the journey's other messages go on. The outbox keeps the message and
+    its reason (``corridor mail --failed``); the adviser's digest names it.
+    """
+
+    type: Literal["MessageFailed"] = "MessageFailed"
+    outcome: ClassVar[str] = "failed"
+
+
 class FirmErased(Event):
     """The firm's personal data was erased on request (Québec's Law 25, the GDPR).
 
@@ -499,7 +545,9 @@ AnyEvent = Annotated[
     | NextStepCompleted
     | NextStepOverdue
     | AdviserAssigned
-    | MessageSent,
+    | MessageSent
+    | MessageSkipped
+    | MessageFailed,
     Field(discriminator="type"),
 ]
 """Any domain event, told apart by its ``type``."""

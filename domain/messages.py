@@ -16,7 +16,7 @@ and text. Every message speaks in business dates (the reminder of a visit due on
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from html import escape
 
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from domain.calendar import local_date
 from domain.deadlines import visit_window
-from domain.digest import Bucket, DigestItem
+from domain.digest import Bucket, CatchUpSummary, DigestItem
 from domain.events import (
     EvaluationCompleted,
     Event,
@@ -34,7 +34,7 @@ from domain.events import (
     ReturnVisitReminderDue,
 )
 from domain.programme import Language, Mission
-from domain.state import JourneyState
+from domain.state import JourneyState, VisitStatus
 
 MESSAGE_NAMESPACE = uuid.UUID("0b7a4c1e-3f7e-4b8e-8d2a-6f1c9e5a7d33")
 CONTACT = "contact"
@@ -64,6 +64,77 @@ _KINDS: dict[type[Event], MessageKind] = {
 def message_kind(event: Event) -> MessageKind | None:
     """The message an event causes, or None (most events tell nobody)."""
     return _KINDS.get(type(event))
+
+
+def skip_reason(kind: MessageKind, cause: Event, state: JourneyState, now: datetime) -> str | None:
+    """Why a message would no longer mean anything if sent at ``now``; None: send it.
+
+    A message is sent only while its occasion is still ahead of someone (BRIEF, "Follow-ups
+    reach people": "a programme enrolled after the fact records its past deadlines but
+    tells nobody about the past"). Each kind has its window, in the programme's business
+    calendar:
+
+    - a return-visit reminder, until the end of the visit's due date, and only while the
+      visit is not recorded;
+    - a missed visit, ``policy.missed_visit_notice_days`` (7) after it was missed, while
+      it stays missed;
+    - a meeting result, a next step or an evaluation overdue, while it stays open and for
+      ``policy.overdue_notice_days`` (14) after it fell overdue; past that it waits in the
+      adviser's digest, where every open item is listed.
+
+    Args:
+        kind: The message's kind (``message_kind(cause)``; not ``DIGEST``).
+        cause: The event that causes it.
+        state: The journey's state now (after every event recorded so far).
+        now: The business instant (aware) at which it would be sent.
+
+    Returns:
+        The reason in plain words (ids and dates only, no personal data), or None.
+    """
+    policy = state.programme.policy
+    today = local_date(now, state.tz)
+    fell_on = local_date(cause.occurred_at, state.tz)
+
+    def too_late(days: int, what: str) -> str | None:
+        last = fell_on + timedelta(days=days)
+        if today > last:
+            return f"{what} on {fell_on}; its message is sent until {last}, it is now {today}"
+        return None
+
+    if isinstance(cause, ReturnVisitReminderDue):
+        visit = state.visits.get(cause.visit)
+        if visit is not None and visit.status in (VisitStatus.ATTENDED, VisitStatus.SKIPPED):
+            return f"return visit {cause.visit} was recorded ({visit.status.value}) since"
+        if today > cause.due_on:
+            return f"return visit {cause.visit} was due on {cause.due_on}, it is now {today}"
+        return None
+    if isinstance(cause, ReturnVisitMissed):
+        visit = state.visits.get(cause.visit)
+        if visit is not None and visit.status is not VisitStatus.MISSED:
+            return f"return visit {cause.visit} was recorded ({visit.status.value}) since"
+        return too_late(policy.missed_visit_notice_days, f"return visit {cause.visit} was missed")
+    if isinstance(cause, MeetingResultOverdue):
+        meeting = state.meetings.get(cause.meeting_id)
+        if meeting is None or meeting.outcome is not None:
+            return f"the result of meeting {cause.meeting_id} was recorded since"
+        return too_late(
+            policy.overdue_notice_days, f"the result of meeting {cause.meeting_id} fell overdue"
+        )
+    if isinstance(cause, NextStepOverdue):
+        step = state.next_steps.get(cause.meeting_id)
+        if step is None or not step.pending:
+            return f"the next step of meeting {cause.meeting_id} was done since"
+        return too_late(
+            policy.overdue_notice_days, f"the next step of meeting {cause.meeting_id} fell overdue"
+        )
+    if isinstance(cause, EvaluationCompleted):
+        evaluation = state.evaluations.get(cause.cycle)
+        if evaluation is not None and evaluation.decision is not None:
+            return f"the evaluation of cycle {cause.cycle} was decided since"
+        return too_late(
+            policy.overdue_notice_days, f"the evaluation of cycle {cause.cycle} fell due"
+        )
+    raise ValueError(f"{type(cause).__name__} causes no {kind.value} message")
 
 
 def staff_recipient(staff_id: str) -> str:
@@ -322,17 +393,69 @@ _BUCKETS = {
 }
 
 
+_SKIPPED_KINDS = {
+    "fr": {
+        "visit_reminder": "rappels de visite de retour",
+        "visit_missed": "avis de visite manquée",
+        "result_overdue": "avis de résultat en retard",
+        "next_step_overdue": "avis de prochaine étape en retard",
+        "evaluation_due": "avis d'évaluation due",
+    },
+    "en": {
+        "visit_reminder": "return-visit reminders",
+        "visit_missed": "missed-visit notices",
+        "result_overdue": "overdue-result notices",
+        "next_step_overdue": "overdue-next-step notices",
+        "evaluation_due": "evaluation notices",
+    },
+}
+
+
+def _number(value: int, language: Language) -> str:
+    """``1,000`` in English, ``1 000`` in French."""
+    return f"{value:,}".replace(",", "\u202f" if language == "fr" else ",")
+
+
+def _summary_paragraph(summary: CatchUpSummary, language: Language, open_items: int) -> str:
+    """The digest's opening words on the journeys that caught up (``MessageSkipped``)."""
+    kinds = ", ".join(
+        f"{_number(count, language)} {_SKIPPED_KINDS[language].get(kind, kind)}"
+        for kind, count in summary.skipped.items()
+    )
+    firms, total = _number(summary.firms, language), _number(summary.messages, language)
+    if language == "fr":
+        return (
+            f"Rattrapage : {firms} firme(s) inscrite(s) après coup ont rattrapé leurs "
+            f"échéances ; {total} message(s) n'ont pas été envoyé(s), leur moment étant "
+            f"passé ({kinds}). Ce qui reste ouvert aujourd'hui suit ({open_items} point(s))."
+        )
+    return (
+        f"Caught up: {firms} firm(s) enrolled after the fact caught up on their deadlines; "
+        f"{total} message(s) were not sent because their time had passed ({kinds}). What "
+        f"is still open today follows ({open_items} item(s))."
+    )
+
+
 def digest_draft(
-    items: list[DigestItem], *, day: date, language: Language, name: str, organiser: str
+    items: list[DigestItem],
+    *,
+    day: date,
+    language: Language,
+    name: str,
+    organiser: str,
+    summary: CatchUpSummary | None = None,
 ) -> Draft:
     """The words of an adviser's digest of ``day``.
 
     Args:
-        items: What is overdue, due today and due in the next 7 days (not empty).
+        items: What is overdue, due today and due in the next 7 days (not empty unless
+            ``summary`` is given).
         day: The office's day.
         language: The adviser's language.
         name: The adviser's name.
         organiser: Who sends it (the agency).
+        summary: The journeys of the adviser that caught up since the previous digest
+            (enrolled after the fact), told first; None: none did.
     """
     fr = language == "fr"
     count = len(items)
@@ -343,6 +466,10 @@ def digest_draft(
     )
     sections: list[str] = []
     html_sections: list[str] = []
+    if summary is not None:
+        opening = _summary_paragraph(summary, language, count)
+        sections.append(opening)
+        html_sections.append(f"<p>{escape(opening)}</p>")
     for bucket in Bucket:
         chosen = [i for i in items if i.bucket is bucket]
         if not chosen:

@@ -37,7 +37,9 @@ from domain.events import (
     MeetingRequested,
     MeetingResultCorrected,
     MeetingResultOverdue,
+    MessageFailed,
     MessageSent,
+    MessageSkipped,
     NextStepCompleted,
     NextStepOverdue,
     NextStepScheduled,
@@ -193,6 +195,10 @@ class JourneyState(BaseModel):
         next_steps: Next steps with a due date, by meeting id.
         assigned_adviser: The adviser the firm was reassigned to, if it was.
         messages_sent: Messages that went out for this journey.
+        messages_skipped: Messages not sent because their occasion had passed
+            (``MessageSkipped``: a journey enrolled after the fact, a long outage).
+        messages_failed: Messages that can never be sent (``MessageFailed``).
+        last_message_failure: Why the latest failed message failed, in plain words.
         erased_on: The day the firm's personal data was erased (``FirmErased``): the
             journey has ended, its stage and figures stay as they were.
     """
@@ -215,6 +221,9 @@ class JourneyState(BaseModel):
     next_steps: dict[str, NextStepState] = Field(default_factory=dict)
     assigned_adviser: str | None = None
     messages_sent: int = 0
+    messages_skipped: int = 0
+    messages_failed: int = 0
+    last_message_failure: str | None = None
     erased_on: date | None = None
     last_event_type: str | None = None
     last_event_summary: str | None = None
@@ -485,6 +494,16 @@ def _(event: AdviserAssigned, state: JourneyState) -> Changes:
 @_apply.register
 def _(event: MessageSent, state: JourneyState) -> Changes:
     return {"messages_sent": state.messages_sent + 1}
+
+
+@_apply.register
+def _(event: MessageSkipped, state: JourneyState) -> Changes:
+    return {"messages_skipped": state.messages_skipped + 1}
+
+
+@_apply.register
+def _(event: MessageFailed, state: JourneyState) -> Changes:
+    return {"messages_failed": state.messages_failed + 1, "last_message_failure": event.reason}
 
 
 @_apply.register

@@ -23,6 +23,7 @@ from corridor.logs import configure_logging
 from reliability.scenarios import (
     Outcome,
     appends_out_of_order,
+    backfill,
     burst_during_continue_as_new,
     journeys_reset,
     many_commands,
@@ -51,6 +52,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
             ("reset", lambda p: journeys_reset(8, p)),
             ("commands", lambda p: many_commands(600, p, continue_as_new_after=200)),
             ("smtp", lambda p: smtp_stopped(6, p, outage=10.0)),
+            ("backfill", lambda p: backfill(40, p, baseline_seconds=5.0)),
         ]
     return [
         ("worker", lambda p: worker_killed(50, p)),
@@ -61,6 +63,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
         ("reset", lambda p: journeys_reset(20, p)),
         ("commands", lambda p: many_commands(10_000, p, continue_as_new_after=2_000)),
         ("smtp", lambda p: smtp_stopped(20, p, outage=30.0)),
+        ("backfill", lambda p: backfill(1_000, p, baseline_seconds=60.0)),
     ]
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
 
@@ -44,13 +44,18 @@ from corridor.codec import data_converter
 from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from corridor.stack.smtp import LocalSmtpServer
+from domain.bilan import Bilan, compute_bilan
 from domain.calendar import ProgrammeClock, zone
-from domain.commands import Command, RequestMeeting
+from domain.commands import Command, EnrollFirm, RequestMeeting
+from domain.deadlines import due_events
 from domain.events import EventEnvelope
 from domain.journey import decide
-from domain.state import evolve
+from domain.messages import message_kind, recipient, skip_reason
+from domain.programme import Firm, Programme
+from domain.state import JourneyState, evolve
 from reliability import workload
 from workflows import search
+from workflows.digest import AdviserDigests, DigestInput
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -850,3 +855,299 @@ async def smtp_stopped(journeys: int, progress: Progress, outage: float = 30.0) 
                     await asyncio.gather(running, return_exceptions=True)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+# ------------------------------------------------------------------- backfill
+
+
+def _backfill_programme(prog_id: str, today: date) -> Programme:
+    """The workload's programme with two advisers and a mission three days ago."""
+    base = workload.programme(prog_id).model_dump()
+    base["missions"].append(
+        {"id": "now", "name": "This week's mission",
+         "starts_on": today - timedelta(days=4), "ends_on": today - timedelta(days=3)}
+    )
+    base["staff"] = [
+        {"id": "anna", "name": "Anna Adviser", "email": "anna@agency.example", "language": "en"},
+        {"id": "ben", "name": "Ben Conseiller", "email": "ben@agency.example", "language": "fr"},
+    ]
+    base["default_adviser"] = "anna"
+    return Programme.model_validate(base)
+
+
+def _late_enrolment(prog: Programme, number: int) -> EnrollFirm:
+    """Firm ``number`` of the backfill: introduced in 2013, with a contact and an adviser."""
+    firm = workload.firm_id(number)
+    return EnrollFirm(
+        command_id=f"enrol-{number}",
+        occurred_on=workload.INTRODUCED_ON,
+        programme=prog,
+        firm=Firm(
+            id=firm, name=f"Firm {number} (fictional)", contact_name=f"Contact {number}",
+            contact_email=f"{firm}@firms.example", adviser="anna" if number % 2 else "ben",
+        ),
+        mission_id="m1",
+    )
+
+
+def _expected_messages(
+    prog: Programme, number: int, now: datetime
+) -> tuple[int, int, JourneyState]:
+    """What the domain says a firm enrolled now must send and skip, and its state."""
+    enrolment = _late_enrolment(prog, number)
+    state: JourneyState | None = None
+    for event in decide(None, enrolment, now):
+        state = evolve(state, event)
+    assert state is not None
+    final, events = due_events(state, now)
+    send = skip = 0
+    for event in events:
+        kind = message_kind(event)
+        if kind is None or recipient(kind, final) is None:
+            continue
+        if skip_reason(kind, event, final, now) is None:
+            send += 1
+        else:
+            skip += 1
+    return send, skip, final
+
+
+def _next_working_morning(prog: Programme) -> datetime:
+    """07:00 of the office's next working day: when the schedule sends the digest."""
+    office = prog.office_timezone
+    day = datetime.now(zone(office)).date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, dt_time(7), tzinfo=zone(office))
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+async def _steady_commands(
+    client: Client, prog_id: str, firms: list[str], rate: float, until: Callable[[], bool],
+    latencies: list[float], failures: list[str],
+) -> None:
+    """Send ``RequestMeeting`` at ``rate`` per second to ``firms`` until ``until()``."""
+    sent = 0
+    start = time.monotonic()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(firm: str, number: int) -> None:
+        began = time.monotonic()
+        try:
+            await service.send(
+                client, prog_id, firm,
+                RequestMeeting(meeting_id=f"staff-{number}", counterpart="Apple",
+                               command_id=f"staff-{number}"),
+            )
+            latencies.append(time.monotonic() - began)
+        except Exception as error:  # counted and named: the scenario reports it
+            failures.append(f"{firm} staff-{number}: {type(error).__name__}: {error}")
+
+    while not until():
+        due = start + sent / rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.create_task(one(firms[sent % len(firms)], sent))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        sent += 1
+    await asyncio.gather(*tasks)
+
+
+async def backfill(
+    journeys: int, progress: Progress, *, rate: float = 4.0, baseline_seconds: float = 30.0,
+) -> Outcome:
+    """``journeys`` firms introduced in 2013 enrolled today, while staff keep working.
+
+    Counted: messages the SMTP server was given (the domain says how many windows are
+    still open: none for these dates) and ``MessageSkipped`` events (one per message
+    whose window had closed); the bilan of the read models against the bilan the domain
+    folds; one digest per adviser with the catch-up summary. Staff commands
+    (``RequestMeeting`` to ten journeys already caught up) at ``rate`` per second, first
+    for ``baseline_seconds`` with nothing catching up, then for as long as the backfill
+    lasts: every one answered, p50 and p99 of both in the notes.
+    """
+    outcome = Outcome(
+        f"backfill of {journeys} firms introduced in 2013, staff working", journeys=journeys,
+        faults=1,  # the backfill itself
+    )
+    started = time.monotonic()
+    tz = zone(workload.TZ)
+    today = datetime.now(tz).date()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        work = Path(tmp)
+        async with servers(work) as (temporal, _postgres, dsn):
+            client = await _connect(temporal, dsn)
+            smtp = LocalSmtpServer(work / "mail")
+            smtp.start()
+            task_queue = f"faults-{uuid.uuid4()}"
+            prog = _backfill_programme(f"late-{uuid.uuid4().hex[:6]}", today)
+            async with EventStore.connect(dsn) as store:
+                mailer = Mailer(SmtpServer.from_url(smtp.url))
+                worker = build_worker(client, store, task_queue, mailer)
+                running = asyncio.create_task(worker.run())
+                try:
+                    live = [f"live{n}" for n in range(10)]
+                    for firm in live:
+                        await service.enroll(
+                            client,
+                            EnrollFirm(programme=prog, firm=Firm(id=firm, name=f"Live {firm}"),
+                                       mission_id="now", occurred_on=today - timedelta(days=3)),
+                            task_queue=task_queue,
+                        )
+                    progress(f"baseline: staff commands at {rate}/s for {baseline_seconds:.0f} s")
+                    base: list[float] = []
+                    failures: list[str] = []
+                    stop_at = time.monotonic() + baseline_seconds
+                    await _steady_commands(
+                        client, prog.id, live, rate, lambda: time.monotonic() > stop_at,
+                        base, failures,
+                    )
+                    progress(f"backfill: enrolling {journeys} firms introduced in 2013")
+                    enrolled = 0
+                    gate = asyncio.Semaphore(16)
+
+                    async def enrol(number: int) -> None:
+                        nonlocal enrolled
+                        async with gate:
+                            await service.enroll(
+                                client, _late_enrolment(prog, number), task_queue=task_queue
+                            )
+                            enrolled += 1
+                            if enrolled % 100 == 0:
+                                progress(f"{enrolled} of {journeys} enrolled")
+
+                    async def enrol_all() -> None:
+                        await asyncio.gather(*(enrol(n) for n in range(journeys)))
+
+                    backfilling = asyncio.create_task(enrol_all())
+                    caught_up = asyncio.Event()
+
+                    async def watch() -> None:
+                        await backfilling
+                        while True:
+                            behind, _ = await service.journeys_catching_up(client, prog.id)
+                            stored = await store.pool.fetchval(
+                                "SELECT count(*) FROM journeys WHERE programme_id = $1", prog.id
+                            )
+                            if behind == 0 and stored >= journeys + len(live):
+                                break
+                            await asyncio.sleep(1.0)
+                        caught_up.set()
+
+                    watcher = asyncio.create_task(watch())
+                    during: list[float] = []
+                    await _steady_commands(
+                        client, prog.id, live, rate, caught_up.is_set, during, failures
+                    )
+                    await watcher
+                    backfill_seconds = time.monotonic() - stop_at
+                    progress(f"caught up after {backfill_seconds:.0f} s; checking")
+                    now = datetime.now(UTC)
+                    expected_sent = expected_skipped = 0
+                    expected_states: list[JourneyState] = []
+                    for number in range(journeys):
+                        firm = workload.firm_id(number)
+                        await service.messages_settled(client, prog.id, firm, within=600)
+                        send, skip, final = _expected_messages(prog, number, now)
+                        expected_sent += send
+                        expected_skipped += skip
+                        expected_states.append(final)
+                    kept = [
+                        m.parsed() for m in smtp.mailbox.messages()
+                        if m.parsed()["X-Corridor-Programme"] == prog.id
+                    ]
+                    given = Counter(
+                        email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
+                        for raw in smtp.deliveries
+                    )
+                    skipped = await store.pool.fetchval(
+                        "SELECT count(*) FROM events WHERE event_type = 'MessageSkipped' "
+                        "AND stream_id LIKE $1", f"journey/{prog.id}/f%",
+                    )
+                    outcome.events_expected = expected_sent + expected_skipped
+                    outcome.events_found = len(kept) + skipped
+                    outcome.losses = max(0, expected_skipped - skipped) + max(
+                        0, expected_sent - len(kept)
+                    )
+                    outcome.duplicates = sum(n - 1 for n in given.values()) + max(
+                        0, len(kept) - expected_sent
+                    ) + max(0, skipped - expected_skipped)
+                    late = {
+                        k: v for k, v in (await store.journey_states(prog.id)).items()
+                        if "/f" in k
+                    }
+                    found_bilan = compute_bilan(prog.id, prog.name, list(late.values()))
+                    domain_bilan = compute_bilan(prog.id, prog.name, expected_states)
+                    outcome.journeys_completed = sum(
+                        1 for s in expected_states
+                        if (f := late.get(f"journey/{prog.id}/{s.firm.id}")) is not None
+                        and f.stage == s.stage and f.assessment() == s.assessment()
+                    )
+                    if _bilan_figures(found_bilan) != _bilan_figures(domain_bilan):
+                        outcome.notes.append("the bilan differs from the domain's")
+                        outcome.losses += 1
+                    digests = await client.execute_workflow(
+                        AdviserDigests.run,
+                        DigestInput(at=_next_working_morning(prog), programme_id=prog.id),
+                        id=f"digest-{prog.id}",
+                        task_queue=task_queue,
+                    )
+                    summaries = [
+                        m for m in smtp.mailbox.messages()
+                        if m.parsed()["X-Corridor-Programme"] == prog.id
+                        and m.parsed()["X-Corridor-Kind"] == "digest"
+                    ]
+                    outcome.retries = len(failures)
+                    outcome.notes.append(
+                        f"{expected_skipped} messages' windows had closed: {skipped} "
+                        f"MessageSkipped recorded; {expected_sent} still open: {len(kept)} sent; "
+                        f"digests {sorted(digests.sent)}, {len(summaries)} kept"
+                    )
+                    outcome.notes.append(
+                        f"staff commands at {rate:g}/s: nothing catching up p50 "
+                        f"{_percentile(base, 0.5) * 1000:.0f} ms p99 "
+                        f"{_percentile(base, 0.99) * 1000:.0f} ms ({len(base)}); during the "
+                        f"backfill ({backfill_seconds:.0f} s) p50 "
+                        f"{_percentile(during, 0.5) * 1000:.0f} ms p99 "
+                        f"{_percentile(during, 0.99) * 1000:.0f} ms ({len(during)}); "
+                        f"{len(failures)} not answered"
+                    )
+                    if failures:
+                        outcome.notes.append(failures[0])
+                        outcome.losses += len(failures)
+                    told = [
+                        m for m in summaries
+                        if any(
+                            opening in m.parsed().get_body(  # type: ignore[union-attr]
+                                preferencelist=("plain",)
+                            ).get_content()
+                            for opening in ("Caught up:", "Rattrapage :")
+                        )
+                    ]
+                    if len(summaries) != 2 or len(told) != 2:
+                        outcome.notes.append(
+                            f"{len(summaries)} digests kept ({len(told)} with the catch-up "
+                            "summary), expected 2"
+                        )
+                        outcome.losses += 1
+                finally:
+                    smtp.stop()
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _bilan_figures(bilan: Bilan) -> dict[str, object]:
+    """The bilan's figures, without its date (the skips are recorded today)."""
+    figures = bilan.model_dump(exclude={"as_of", "rows"})
+    figures["rows"] = [
+        row.model_dump(include={"firm_id", "stage", "meetings_held", "contracts",
+                                "visits_attended", "visits_missed"})
+        for row in bilan.rows
+    ]
+    return figures

@@ -20,11 +20,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.keys import Keyring, MasterKey, MasterKeys
+from activities.mail import Mailer, SmtpServer
 from activities.store import EventStore
 from corridor.codec import data_converter
 from corridor.logs import configure_logging
 from corridor.runtime import build_worker
 from corridor.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from corridor.stack.smtp import LocalSmtpServer
 from workflows import search
 
 if TYPE_CHECKING:
@@ -124,6 +126,29 @@ async def worker(client: Client, store: EventStore, task_queue: str) -> AsyncIte
     finally:
         await running.shutdown()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSmtpServer]:
+    server = LocalSmtpServer(tmp_path_factory.mktemp("mail"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def mail_queue(
+    client: Client, store: EventStore, smtp: LocalSmtpServer
+) -> AsyncIterator[str]:
+    """A worker sending through ``smtp`` on its own task queue (one per test module)."""
+    task_queue = f"mail-{uuid.uuid4()}"
+    worker = build_worker(client, store, task_queue, Mailer(SmtpServer.from_url(smtp.url)))
+    running = asyncio.create_task(worker.run())
+    try:
+        yield task_queue
+    finally:
+        await worker.shutdown()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 ``tests/bad_input/`` holds the files (one small CSV per file-level case) and
 ``cases.toml`` lists every case with exactly what comes out of it:
 
-- ``[[file]]``: a roster or journal file read with ``load_roster``/``load_journal``;
-  either ``errors`` (each problem as ``corridor`` prints it after ``error:``) or
-  ``parsed`` (what an accepted file, e.g. a French spreadsheet export, parses to).
-  Cases marked ``cli`` are also run through the real ``corridor`` command: exit 2,
-  those lines on stderr, and nothing written or started.
+- ``[[file]]``: a roster, journal or programme file read with ``load_roster``,
+  ``load_journal`` or ``load_programme``; either ``errors`` (each problem as
+  ``corridor`` prints it after ``error:``) or ``parsed`` (what an accepted file, e.g. a
+  French spreadsheet export, parses to). Cases marked ``cli`` are also run through the
+  real ``corridor`` command (a programme file as the ``--programme`` of ``corridor
+  enroll`` with the French roster): exit 2, those lines on stderr, and nothing written
+  or started.
 - ``[[command]]``: a ``corridor`` command sent to the journeys of the module's
   programme (enrolled from the French roster, fed the French journal): a rule refusal
   exits 1, a bad option exits 2; the exact output, and nothing written.
@@ -128,6 +130,8 @@ def read(case: dict[str, Any], folder: Path, programme: Programme) -> list[str]:
     """What a file case parses to (``parsed`` lines), or its problems (``errors`` lines)."""
     path = corpus_file(case, folder)
     try:
+        if case["file"].startswith("programme/"):
+            return [summary(load_programme(path))]
         if case["file"].startswith("roster/"):
             today = date.fromisoformat(case["today"]) if "today" in case else today_utc()
             return [summary(c) for c in load_roster(path, programme, today=today)]
@@ -272,8 +276,14 @@ def test_file(case: dict[str, Any], folder: Path) -> None:
 async def test_file_through_cli(case: dict[str, Any], corpus: Corpus) -> None:
     """The real command prints each problem, exits 2, and writes or starts nothing."""
     path = corpus_file(case, corpus.folder)
-    roster = case["file"].startswith("roster/")
-    if roster:
+    roster = case["file"].startswith(("roster/", "programme/"))
+    if case["file"].startswith("programme/"):
+        # The French roster under this programme: nothing may exist in its id afterwards.
+        programme_id = "bad-input"
+        roster_csv = CORPUS / "roster/french-export.csv"
+        result = await corpus.corridor("enroll", roster_csv, "--programme", path)
+        today = today_utc()
+    elif roster:
         # A programme of its own: nothing may exist in it afterwards.
         programme_id = f"bad-{uuid.uuid4().hex[:10]}"
         toml = programme_copy(corpus.folder, programme_id)

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -42,36 +41,14 @@ from domain.commands import (
     RecordMeetingResult,
     RequestMeeting,
 )
-from domain.programme import Firm, Programme
+from domain.events import MessageFailed
+from domain.programme import AT_INPUT, Firm, Programme
 from tests.conftest import EXAMPLES, MASTER_KEY, make_programme
 from workflows.digest import AdviserDigests, DigestInput
 
 ROOT = Path(__file__).resolve().parent.parent
 LA = zone("America/Los_Angeles")
 TORONTO = zone("America/Toronto")
-
-
-@pytest.fixture(scope="module")
-def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSmtpServer]:
-    server = LocalSmtpServer(tmp_path_factory.mktemp("mail"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def mail_queue(
-    client: Client, store: EventStore, smtp: LocalSmtpServer
-) -> AsyncIterator[str]:
-    """A worker sending through ``smtp`` on its own task queue."""
-    task_queue = f"mail-{uuid.uuid4()}"
-    worker = build_worker(client, store, task_queue, Mailer(SmtpServer.from_url(smtp.url)))
-    running = asyncio.create_task(worker.run())
-    try:
-        yield task_queue
-    finally:
-        await worker.shutdown()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 def _delivered(smtp: LocalSmtpServer, programme_id: str) -> list[email.message.EmailMessage]:
@@ -498,3 +475,319 @@ def test_corridor_mail_says_when_a_filter_matches_none_of_the_messages(tmp_path:
         capture_output=True, text=True, timeout=60,
     )
     assert empty.returncode == 1 and "no message in" in empty.stderr, empty
+
+
+# ---------------------------------------------------- unsendable is an answer (issue 17)
+
+
+async def _send_attempts(client: Client, programme_id: str, firm_id: str) -> list[int]:
+    """The attempt number of each `send_message` activity the journey started."""
+    handle = client.get_workflow_handle(f"journey/{programme_id}/{firm_id}")
+    names: dict[int, str] = {}
+    attempts = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+        elif event.HasField("activity_task_started_event_attributes"):
+            started = event.activity_task_started_event_attributes
+            if names.get(started.scheduled_event_id) == "send_message":
+                attempts.append(started.attempt)
+    return attempts
+
+
+async def _outbox(store: EventStore, programme_id: str) -> dict[tuple[str, str], dict[str, object]]:
+    """The programme's outbox rows by (firm, kind): state, attempts, last_error."""
+    rows = await store.pool.fetch(
+        "SELECT firm_id, kind, state, attempts, last_error, message_id FROM outbox "
+        "WHERE programme_id = $1",
+        programme_id,
+    )
+    return {(row["firm_id"] or "", row["kind"]): dict(row) for row in rows}
+
+
+def _mail_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    corridor = Path(sys.executable).with_name("corridor")
+    return subprocess.run(
+        [str(corridor), "mail", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_a_message_that_cannot_be_built_fails_once_and_the_next_goes_out(
+    client: Client, store: EventStore, smtp: LocalSmtpServer, mail_queue: str, programme_id: str
+) -> None:
+    """A contact name with a line break (stored before input refused it): failed, once.
+
+    The reminder's ``To`` header cannot be built: the outbox says why, the activity
+    answered at its first attempt (no retry loop), the journey records
+    ``MessageFailed``, and the firm's next message (the adviser's) still goes out.
+    """
+    programme = _with_staff(programme_id)
+    # Built in Python, as an enrolment stored before the rule was read back: accepted.
+    firm = Firm(id="acme", name="Acme", contact_name="Ana\nBad", contact_email="ana@acme.example")
+    with pytest.raises(ValueError, match="line break"):
+        Firm.model_validate(firm.model_dump(), context=AT_INPUT)  # refused at input
+    await service.enroll(
+        client,
+        EnrollFirm(programme=programme, firm=firm, mission_id="m1", occurred_on=date(2013, 9, 17)),
+        task_queue=mail_queue,
+        clock=ProgrammeClock.held_at(datetime(2013, 9, 17, 12, tzinfo=LA)),
+    )
+    await service.advance_clock(client, programme_id, "acme", datetime(2014, 2, 10, 9, tzinfo=LA))
+    for command in (
+        RequestMeeting(meeting_id="m-1", counterpart="Apple"),
+        ArrangeMeeting(meeting_id="m-1", partner_id="labizfed",
+                       scheduled_at=datetime(2014, 2, 10, 14, tzinfo=LA)),
+    ):
+        await service.send(client, programme_id, "acme", command)
+    # 2014-02-15: visit 1's reminder (to Ana: cannot be built); 2014-02-17: m-1's result
+    # overdue (to the adviser).
+    await service.advance_clock(client, programme_id, "acme", datetime(2014, 2, 18, 12, tzinfo=LA))
+    view = await service.messages_settled(client, programme_id, "acme", within=60)
+    reason = (
+        "it cannot be built: the contact's name contains a line break (U+000A), which an "
+        "e-mail header cannot hold"
+    )
+    outbox = await _outbox(store, programme_id)
+    reminder = outbox[("acme", "visit_reminder")]
+    assert (reminder["state"], reminder["attempts"], reminder["last_error"]) == (
+        "refused", 0, reason,
+    )
+    assert outbox[("acme", "result_overdue")]["state"] == "sent"
+    kinds = Counter(m["X-Corridor-Kind"] for m in _delivered(smtp, programme_id))
+    assert kinds == {"result_overdue": 1}
+    assert await _send_attempts(client, programme_id, "acme") == [1, 1]  # never retried
+    assert (view.state.messages_sent, view.state.messages_failed) == (1, 1)
+    assert view.state.last_message_failure == reason
+    (failed,) = [
+        e.event for e in await store.read_stream(f"journey/{programme_id}/acme")
+        if isinstance(e.event, MessageFailed)
+    ]
+    assert (failed.kind, failed.recipient, failed.reason) == ("visit_reminder", "contact", reason)
+
+
+def _three_advisers(programme_id: str) -> Programme:
+    """anna, bob (a name with a line break, stored before the rule) and carl."""
+    base = make_programme(programme_id)
+    return Programme.model_validate(
+        {
+            **base.model_dump(),
+            "staff": [
+                {"id": "anna", "name": "Anna Adviser", "email": "anna@agency.example",
+                 "language": "en"},
+                {"id": "bob", "name": "Bob\nBuilder", "email": "bob@agency.example"},
+                {"id": "carl", "name": "Carl", "email": "carl@agency.example"},
+            ],
+            "default_adviser": "anna",
+        }
+    )
+
+
+async def test_a_recipient_refused_for_good_fails_once_and_the_others_go_out_once(
+    client: Client, store: EventStore, smtp: LocalSmtpServer, mail_queue: str,
+    programme_id: str, dsn: str, tmp_path: Path,
+) -> None:
+    """550 for one contact: failed at its only attempt, the others sent once.
+
+    The reason names the server's answer, never the address; `corridor mail --failed`
+    and `--firm` find it; Monday's digest tells the adviser, in plain words.
+    """
+    refused = f"nobody-{programme_id}@beta.example"
+    smtp.refused.add(refused)
+    programme = _with_staff(programme_id)
+    for firm_id, address in (("alpha", "ana@alpha.example"), ("beta", refused)):
+        await service.enroll(
+            client,
+            EnrollFirm(
+                programme=programme,
+                firm=Firm(id=firm_id, name=firm_id.title(), contact_email=address),
+                mission_id="m1",
+                occurred_on=date(2013, 9, 17),
+            ),
+            task_queue=mail_queue,
+            clock=ProgrammeClock.held_at(datetime(2013, 9, 17, 12, tzinfo=LA)),
+        )
+        await service.advance_clock(
+            client, programme_id, firm_id, datetime(2014, 2, 15, 12, tzinfo=LA)
+        )
+    views = {
+        firm_id: await service.messages_settled(client, programme_id, firm_id, within=60)
+        for firm_id in ("alpha", "beta")
+    }
+    answer = "550 5.1.1 <[address]>: Recipient address rejected: mailbox unavailable"
+    reason = f"the mail server refused the recipient for good: {answer}"
+    outbox = await _outbox(store, programme_id)
+    beta = outbox[("beta", "visit_reminder")]
+    assert (beta["state"], beta["attempts"], beta["last_error"]) == ("refused", 1, reason)
+    assert outbox[("alpha", "visit_reminder")]["state"] == "sent"
+    assert smtp.refusals.count(refused) == 1  # refused once: not retried
+    (kept,) = _delivered(smtp, programme_id)
+    assert kept["To"].addresses[0].addr_spec == "ana@alpha.example"
+    assert _deliveries(smtp, kept["Message-ID"]) == 1
+    assert await _send_attempts(client, programme_id, "beta") == [1]
+    assert (views["beta"].state.messages_failed, views["beta"].state.messages_sent) == (1, 0)
+    assert (views["alpha"].state.messages_failed, views["alpha"].state.messages_sent) == (0, 1)
+
+    # `corridor mail`: the failed message with its reason, found by --failed and --firm.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CORRIDOR_"))},
+        "CORRIDOR_DATA_DIR": str(tmp_path),
+        "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,
+        "COLUMNS": "250",
+    }
+    key = str(beta["message_id"])
+    for args in (("--failed", "--firm", "beta"), ("--firm", "beta"), ("--failed", "--to", refused)):
+        listed = _mail_cli(env, *args)
+        assert listed.returncode == 0, listed
+        assert key[:8] in listed.stdout and refused in listed.stdout, listed
+        assert f"{key[:8]} failed: {reason}" in listed.stdout.splitlines(), listed
+    shown = _mail_cli(env, key[:8])
+    assert shown.returncode == 0, shown
+    assert f"Failed because: {reason}" in shown.stdout.splitlines(), shown
+    assert "State: failed (1 attempt(s))" in shown.stdout, shown
+    none = _mail_cli(env, "--failed", "--firm", "alpha")
+    assert none.returncode == 1 and "for firm 'alpha'" in " ".join(none.stderr.split()), none
+
+    # Monday's digest (07:00 in the office) lists it for the firm's adviser.
+    at = datetime(2014, 2, 17, 7, tzinfo=TORONTO)
+    result = await client.execute_workflow(
+        AdviserDigests.run, DigestInput(at=at, programme_id=programme_id),
+        id=f"digest-{programme_id}", task_queue=mail_queue,
+    )
+    assert result.sent == [f"{programme_id}/anna"] and result.failed == {}
+    (digest,) = [m for m in _delivered(smtp, programme_id) if m["X-Corridor-Kind"] == "digest"]
+    body = digest.get_body(preferencelist=("plain",))
+    text = body.get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert (
+        "- 2014-02-15 Beta (beta): message not sent: the return-visit reminder to the firm's "
+        f"contact: {reason}\n    corridor mail --failed --firm beta"
+    ) in text
+    assert "Alpha (alpha): message not sent" not in text
+
+
+async def test_digests_that_cannot_be_sent_fail_and_the_others_go_on(
+    client: Client, store: EventStore, smtp: LocalSmtpServer, mail_queue: str, programme_id: str
+) -> None:
+    """Bob's digest cannot be built, Carl's address is refused (550): Anna's goes out."""
+    smtp.refused.add("carl@agency.example")
+    programme = _three_advisers(programme_id)
+    for firm_id, adviser in (("alpha", "anna"), ("beta", "bob"), ("gamma", "carl")):
+        await service.enroll(
+            client,
+            EnrollFirm(
+                programme=programme,
+                firm=Firm(id=firm_id, name=firm_id.title(), adviser=adviser),
+                mission_id="m1",
+                occurred_on=date(2013, 9, 17),
+            ),
+            task_queue=mail_queue,
+            clock=ProgrammeClock.held_at(datetime(2013, 9, 17, 12, tzinfo=LA)),
+        )
+        await service.sync(client, programme_id, firm_id)
+
+    async def digest(run: str) -> DigestResult:
+        # Friday 2014-03-14: each firm's return visit 1 falls due on Monday 2014-03-17.
+        return await client.execute_workflow(
+            AdviserDigests.run,
+            DigestInput(at=datetime(2014, 3, 14, 7, tzinfo=TORONTO), programme_id=programme_id),
+            id=f"digest-{programme_id}-{run}",
+            task_queue=mail_queue,
+        )
+
+    first = await digest("first")
+    assert first.items == {f"{programme_id}/{s}": 1 for s in ("anna", "bob", "carl")}
+    assert first.sent == [f"{programme_id}/anna"]
+    assert first.failed == {
+        f"{programme_id}/bob": "it cannot be built: the adviser's name contains a line break "
+        "(U+000A), which an e-mail header cannot hold",
+        f"{programme_id}/carl": "the mail server refused the recipient for good: 550 5.1.1 "
+        "<[address]>: Recipient address rejected: mailbox unavailable",
+    }
+    again = await digest("again")  # the same day again: nothing sent or tried twice
+    assert (again.sent, again.failed) == (first.sent, first.failed)
+    assert smtp.refusals.count("carl@agency.example") == 1
+    (kept,) = _delivered(smtp, programme_id)
+    assert kept["To"].addresses[0].addr_spec == "anna@agency.example"
+    assert _deliveries(smtp, kept["Message-ID"]) == 1
+    rows = await store.pool.fetch(
+        "SELECT recipient, state, last_error FROM outbox WHERE programme_id = $1 "
+        "ORDER BY recipient",
+        programme_id,
+    )
+    assert [(r["recipient"], r["state"]) for r in rows] == [
+        ("staff:anna", "sent"), ("staff:bob", "refused"), ("staff:carl", "refused"),
+    ]
+    assert not any("agency.example" in (r["last_error"] or "") for r in rows)
+
+
+async def test_a_recipient_deferred_with_4xx_waits_and_goes_out_once(
+    client: Client, store: EventStore, smtp: LocalSmtpServer, mail_queue: str, programme_id: str
+) -> None:
+    """450 (try again later) is not an answer: the message waits, then goes out once."""
+    address = f"busy-{programme_id}@acme.example"
+    smtp.deferred.add(address)
+    try:
+        await service.enroll(
+            client,
+            EnrollFirm(
+                programme=make_programme(programme_id),
+                firm=Firm(id="acme", name="Acme", contact_email=address),
+                mission_id="m1",
+                occurred_on=date(2013, 9, 17),
+            ),
+            task_queue=mail_queue,
+            clock=ProgrammeClock.held_at(datetime(2013, 9, 17, 12, tzinfo=LA)),
+        )
+        await service.advance_clock(
+            client, programme_id, "acme", datetime(2014, 2, 15, 12, tzinfo=LA)
+        )
+        for _ in range(100):
+            if smtp.refusals.count(address) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert smtp.refusals.count(address) >= 2  # retried
+        view = await service.view(client, programme_id, "acme")
+        assert (view.messages_waiting, view.state.messages_failed) == (1, 0)
+        row = (await _outbox(store, programme_id))[("acme", "visit_reminder")]
+        assert row["state"] == "sending" and row["last_error"] == (
+            "the mail server refused the recipient: 450 4.2.1 <[address]>: Mailbox busy, "
+            "try again later"
+        )
+    finally:
+        smtp.deferred.discard(address)
+    view = await service.messages_settled(client, programme_id, "acme", within=60)
+    assert (view.state.messages_sent, view.state.messages_failed) == (1, 0)
+    (kept,) = _delivered(smtp, programme_id)
+    assert _deliveries(smtp, kept["Message-ID"]) == 1
+
+
+def test_what_is_refused_for_good_and_what_waits() -> None:
+    """aiosmtplib's errors, as `send_message` reads them (the address never in the reason)."""
+    import aiosmtplib
+
+    from activities.mail import _refused_for_good, smtp_reason
+
+    def recipients(code: int) -> aiosmtplib.SMTPRecipientsRefused:
+        refused = aiosmtplib.SMTPRecipientRefused(code, "<Ana@Acme.example> no", "ana@acme.example")
+        return aiosmtplib.SMTPRecipientsRefused([refused])
+
+    for error, for_good in (
+        (recipients(550), True),
+        (recipients(452), False),
+        (aiosmtplib.SMTPDataError(554, "5.7.1 rejected as spam"), True),
+        (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), False),
+        (aiosmtplib.SMTPSenderRefused(550, "5.7.1 not allowed", "corridor@localhost"), False),
+        (aiosmtplib.SMTPSenderRefused(552, "5.3.4 message too big", "corridor@localhost"), True),
+        (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"), False),
+        (aiosmtplib.SMTPConnectError("connection refused"), False),
+        (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"), True),
+        (aiosmtplib.SMTPNotSupported("STARTTLS extension not supported by server."), False),
+        (ConnectionRefusedError(111, "Connection refused"), False),
+    ):
+        assert _refused_for_good(error) is for_good, error
+        assert "acme.example" not in smtp_reason(error, "ana@acme.example").lower()
+    assert smtp_reason(recipients(550), "ana@acme.example") == (
+        "the mail server refused the recipient for good: 550 <[address]> no"
+    )

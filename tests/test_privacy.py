@@ -24,7 +24,7 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from corridor.imports import load_journal, load_programme, load_roster
 from corridor.logs import configure_logging
 from corridor.runtime import build_worker
 from corridor.stack import TemporalDevServer, find_temporal_binary, free_port
+from domain.calendar import ProgrammeClock, zone
 from domain.commands import EnrollFirm, RequestMeeting
 from domain.programme import ERASED, Firm
 from tests.conftest import MASTER_KEY, make_programme
@@ -473,6 +474,10 @@ async def test_a_journey_started_in_clear_replays_and_is_encrypted_from_then_on(
             EnrollFirm(occurred_on=date(2013, 9, 17), programme=programme, firm=firm,
                        mission_id="m1"),
             task_queue=task_queue,
+            # Its clock stands in 2013: one run, on one task queue, from plain to sealed.
+            clock=ProgrammeClock.held_at(
+                datetime(2013, 9, 18, 12, tzinfo=zone(programme.timezone))
+            ),
         )
         await service.send(
             plain_client, programme_id, "ancienne",

@@ -11,6 +11,7 @@ import pytest
 from reliability.scenarios import (
     Outcome,
     appends_out_of_order,
+    backfill,
     burst_during_continue_as_new,
     journeys_reset,
     many_commands,
@@ -64,3 +65,9 @@ async def test_many_commands_keep_what_continue_as_new_carries_bounded() -> None
     outcome = await many_commands(600, _quiet, repeats=40, continue_as_new_after=200)
     _assert_nothing_lost(outcome)  # faults: the runs continued as new
     assert "all 'already recorded'" in outcome.notes[0], outcome
+
+
+async def test_a_backfill_tells_nobody_of_the_past_and_staff_commands_are_all_answered() -> None:
+    outcome = await backfill(30, _quiet, baseline_seconds=4.0)
+    _assert_nothing_lost(outcome)  # every closed window skipped, recorded; each open one sent
+    assert "0 not answered" in outcome.notes[1], outcome

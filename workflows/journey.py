@@ -68,9 +68,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.deadlines import Deadline, due_events, next_deadline
     from domain.errors import DomainError
-    from domain.events import Event, EventEnvelope, MessageSent, NextStepScheduled
+    from domain.events import (
+        Event,
+        EventEnvelope,
+        MessageFailed,
+        MessageSent,
+        MessageSkipped,
+        NextStepScheduled,
+    )
     from domain.journey import decide
-    from domain.messages import message_kind
+    from domain.messages import message_id, message_kind, recipient, skip_reason
     from domain.state import JourneyState, evolve
     from domain.timeline import TimelineEntry, entry
     from domain.wording import explain
@@ -120,6 +127,16 @@ NEXT_STEP_AFTER_RESULT_PATCH = "next-step-after-result"
 
 Before it, such a command was "already recorded" and its next step dropped; a history
 that went that way replays that way (``FirmJourney._decide``)."""
+
+MESSAGE_WINDOWS_PATCH = "messages-while-meaningful"
+"""Patch: a message is sent only while its occasion is still ahead (``skip_reason``).
+
+Before it, every event with a message kind was sent, however late: a journey enrolled
+years after the fact told its contact of visits long past. With it, a message whose
+window has closed is recorded ``MessageSkipped`` instead of sent, at once when the
+journey stores its cause (a catch-up skips years of messages without one activity), and
+again just before sending (a message that waited out an outage); a message that can
+never be sent is recorded ``MessageFailed`` and the journey's other messages go on."""
 
 _SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -205,6 +222,11 @@ class JourneyInput(BaseModel):
         command_ids: Earlier form of ``recent_commands``.
         answers: Earlier form of ``recent_updates``.
         outgoing: Versions of stored events whose messages are not sent yet.
+        task_queue: The task queue the journey serves staff on once it has caught up.
+            A journey enrolled after the fact starts on the catch-up task queue (whose
+            worker runs few tasks at a time, so that years of deadlines never stand in
+            front of staff commands) and continues as new on this one when it has
+            stored what fell due up to today; None: it stays where it started.
     """
 
     enrollment: EnrollFirm
@@ -222,6 +244,7 @@ class JourneyInput(BaseModel):
     command_ids: list[str] = Field(default_factory=list)
     answers: dict[str, CommandResult] = Field(default_factory=dict)
     outgoing: list[int] = Field(default_factory=list)
+    task_queue: str | None = None
 
 
 class JourneyView(BaseModel):
@@ -328,6 +351,10 @@ class FirmJourney:
         self._outgoing: list[int] = list(input.outgoing) if self._follow_ups else []
         self._messages_recorded: set[uuid.UUID] = set()
         self._sender: asyncio.Task[None] | None = None
+        self._windows = self._follow_ups and workflow.patched(MESSAGE_WINDOWS_PATCH)
+        self._causes: dict[int, tuple[Event, JourneyState | None]] = {}
+        self._to_skip: list[tuple[int, Event, JourneyState | None]] = []
+        self._skips_through = 0  # version of the latest MessageSkipped recorded
         self._input = input
         self._clock = input.clock.anchored(workflow.now())
         self._state: JourneyState | None = (
@@ -411,7 +438,9 @@ class FirmJourney:
             if self._should_continue_as_new():
                 await workflow.wait_condition(self._settled)
                 if not self._unstored:
-                    workflow.continue_as_new(self._carried())
+                    if self._leaves_catch_up():
+                        self._describe()  # caught up: its next run inherits the attributes
+                    workflow.continue_as_new(self._carried(), task_queue=self._task_queue())
                 continue
             self._flush_description()
             await self._sleep_until(next_deadline(state))
@@ -550,6 +579,7 @@ class FirmJourney:
         self._pending_states = {v: s for v, s in self._pending_states.items() if v > version}
         self._decided_by = {v: c for v, c in self._decided_by.items() if v > version}
         self._stored_version = version
+        self._record_skipped()
 
     def _adopt(self, after: int, recorded: list[EventEnvelope]) -> None:
         """Take the event store's record of the stream after version ``after``.
@@ -587,16 +617,74 @@ class FirmJourney:
             after,
             len(redo),
         )
+        self._record_skipped()
         for command in redo:
             self._apply(_signal_name(type(command)), command)
 
     def _queue_messages(self, stored: list[EventEnvelope]) -> None:
-        """Queue the messages that stored events cause (issue 9), in stream order."""
+        """Queue the messages that stored events cause (issue 9), in stream order.
+
+        With :data:`MESSAGE_WINDOWS_PATCH`, a message whose occasion has already passed
+        is set aside for ``MessageSkipped`` (recorded by :meth:`_record_skipped`).
+        """
         if not self._follow_ups:
             return
         for envelope in stored:
-            if message_kind(envelope.event) is not None:
-                self._outgoing.append(envelope.stream_version)
+            if message_kind(envelope.event) is None:
+                continue
+            at_cause = self._pending_states.get(envelope.stream_version)
+            if self._windows and self._skip(envelope.event) is not None:
+                self._to_skip.append((envelope.stream_version, envelope.event, at_cause))
+                continue
+            if self._windows:
+                self._causes[envelope.stream_version] = (envelope.event, at_cause)
+            self._outgoing.append(envelope.stream_version)
+
+    def _skip(self, cause: Event) -> str | None:
+        """Why the message of ``cause`` would mean nothing now (None: send it)."""
+        kind = message_kind(cause)
+        assert kind is not None
+        return skip_reason(kind, cause, self._journey, self._now())
+
+    def _settled_at(self, version: int) -> int:
+        """The version to store for ``version`` to be settled: with the skips it causes.
+
+        Storing a deadline whose message's time has passed records ``MessageSkipped``
+        at once (:meth:`_record_skipped`): what a caller waiting for ``version`` waits
+        for too, so that the stream it reads next does not grow by itself.
+        """
+        return max(version, self._skips_through) if self._windows else version
+
+    def _record_skipped(self) -> None:
+        """Record ``MessageSkipped`` for the messages set aside by :meth:`_queue_messages`."""
+        if not self._to_skip:
+            return
+        skipped, self._to_skip = self._to_skip, []
+        self._catch_up()
+        now = self._now()
+        events: list[Event] = []
+        for version, cause, at_cause in skipped:
+            reason = self._skip(cause)
+            kind = message_kind(cause)
+            assert kind is not None
+            to = recipient(kind, at_cause or self._journey)
+            if to is None or reason is None:
+                continue  # nobody to tell; or (never) meaningful again
+            cause_id = event_id(workflow.info().workflow_id, version, cause)
+            events.append(
+                MessageSkipped(
+                    occurred_at=now,
+                    recorded_at=now,
+                    message_id=message_id(str(cause_id), to),
+                    kind=kind.value,
+                    recipient=to,
+                    cause_version=version,
+                    reason=reason,
+                )
+            )
+        if events:
+            self._record(events, None)
+            self._skips_through = self._journey.stream_version
 
     async def _send_messages(self) -> None:
         """Send the queued messages one by one; record ``MessageSent`` for each sent.
@@ -609,38 +697,55 @@ class FirmJourney:
         while True:
             await workflow.wait_condition(lambda: bool(self._outgoing))
             version = self._outgoing[0]
+            cause = self._causes.pop(version, None)
+            if cause is not None and self._skip(cause[0]) is not None:
+                # Its occasion passed while it waited (an outage, a busy server).
+                self._outgoing.pop(0)
+                self._to_skip.append((version, cause[0], cause[1]))
+                self._record_skipped()
+                continue
             result = await workflow.execute_activity(
                 SEND_MESSAGE,
-                SendMessageInput(stream_id=stream_id, stream_version=version),
+                SendMessageInput(
+                    stream_id=stream_id,
+                    stream_version=version,
+                    business_now=self._now() if self._windows else None,
+                ),
                 result_type=SendMessageResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_SEND_RETRY,
                 summary=f"send the message of event {version}",
             )
             self._outgoing.pop(0)
+            if not self._outgoing and self._input.task_queue is not None:
+                self._woken = True  # caught up, it may now move to its own task queue
             if (
-                not result.sent
-                or result.recorded
+                result.recorded
                 or result.message_id is None
                 or result.message_id in self._messages_recorded
             ):
                 continue
+            if not (result.sent or (self._windows and (result.skipped or result.failed))):
+                continue  # nobody to tell, no address, no server configured
             self._messages_recorded.add(result.message_id)
             self._catch_up()
             now = self._now()
-            self._record(
-                [
-                    MessageSent(
-                        occurred_at=now,
-                        recorded_at=now,
-                        message_id=result.message_id,
-                        kind=result.kind or "",
-                        recipient=result.recipient or "",
-                        cause_version=version,
-                    )
-                ],
-                None,
-            )
+            what: dict[str, Any] = {
+                "occurred_at": now,
+                "recorded_at": now,
+                "message_id": result.message_id,
+                "kind": result.kind or "",
+                "recipient": result.recipient or "",
+                "cause_version": version,
+            }
+            event: Event
+            if result.sent:
+                event = MessageSent(**what)
+            elif result.skipped:
+                event = MessageSkipped(**what, reason=result.note or "its time had passed")
+            else:
+                event = MessageFailed(**what, reason=result.note or "it cannot be sent")
+            self._record([event], None)
 
     async def _storage_blocked(self, problem: str) -> None:
         """Show that the store refuses this journey's events; wait, then try again."""
@@ -663,7 +768,28 @@ class FirmJourney:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= self._input.continue_as_new_after
             or self._journey.cycle != self._start_cycle
+            or self._leaves_catch_up()
         )
+
+    def _leaves_catch_up(self) -> bool:
+        """Caught up on the catch-up task queue: time to serve staff on its own queue.
+
+        Its messages are sent first (they are part of catching up).
+        """
+        target = self._input.task_queue
+        return (
+            target is not None
+            and target != workflow.info().task_queue
+            and not self._outgoing
+            and self._is_caught_up(next_deadline(self._journey))
+        )
+
+    def _task_queue(self) -> str | None:
+        """The task queue of the next run: the journey's own once it has caught up."""
+        target = self._input.task_queue
+        if target is not None and self._is_caught_up(next_deadline(self._journey)):
+            return target
+        return None
 
     def _carried(self) -> JourneyInput:
         return JourneyInput(
@@ -679,6 +805,7 @@ class FirmJourney:
             refusals=self._refusals[-REFUSALS_KEPT:],
             timeline=self._timeline[-TIMELINE_KEPT:],
             outgoing=self._outgoing,
+            task_queue=self._input.task_queue,
         )
 
     # ------------------------------------------------------------- staff commands
@@ -805,7 +932,7 @@ class FirmJourney:
         """Return once every event recorded so far (timers' included) is stored."""
         self._catch_up()
         version = self._journey.stream_version
-        await workflow.wait_condition(lambda: self._stored_version >= version)
+        await workflow.wait_condition(lambda: self._stored_version >= self._settled_at(version))
         return CommandResult(stream_version=self._stored_version)
 
     @workflow.update
@@ -825,7 +952,7 @@ class FirmJourney:
         self._clock = self._clock.advanced_to(advance.to)
         self._catch_up()
         version = self._journey.stream_version
-        await workflow.wait_condition(lambda: self._stored_version >= version)
+        await workflow.wait_condition(lambda: self._stored_version >= self._settled_at(version))
         return CommandResult(stream_version=version)
 
     @advance_clock.validator

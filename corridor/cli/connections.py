@@ -16,13 +16,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.keys import Keyring, KeyringError
 from activities.store import EventStore
 from corridor.codec import keyring_of
 from corridor.errors import Failure
 from corridor.imports import load_programme
+from corridor.runtime import temporal_address
 from corridor.settings import Settings, load_settings
 from corridor.stack import StackInfo, read_stack_file
 from corridor.temporal import (
@@ -32,6 +33,7 @@ from corridor.temporal import (
     require_search_attributes,
 )
 from workflows import search
+from workflows.journey import FirmJourney, journey_workflow_id
 
 
 @dataclass
@@ -71,7 +73,7 @@ async def connected(
             no database or no master key to encrypt with (exit 3 and 2).
     """
     stack = read_stack_file(settings.data_dir)
-    address = stack.temporal_address if stack else f"localhost:{settings.temporal_port}"
+    address = temporal_address(settings, stack)  # the worker's own default (runtime)
     dsn = settings.dsn or (stack.dsn if stack else None)
     keyring: Keyring | None = None
     if encrypted:
@@ -149,27 +151,20 @@ async def programme_id_of(
 ) -> str:
     """The programme named by id or by its TOML file, else the only one that fits.
 
-    Without ``--programme``: the only programme in which ``firm`` has a journey
-    (found through Temporal's visibility), or the only programme there is.
+    Without ``--programme``: the only programme in which ``firm`` has a journey, however
+    many programmes there are; without a firm, the only programme there is.
 
     Raises:
-        Failure: No programme fits, or several do and none was chosen (exit 2); the
-            message lists them.
+        Failure: ``firm`` has no journey in any programme (exit 1, naming the
+            programmes looked in); several programmes fit and none was chosen (exit 2,
+            listing them); no programme has journeys yet (exit 1).
     """
     if given and given.endswith(".toml"):
         return load_programme(Path(given)).id
     if given:
         return given
-    if firm is not None and _IDENTIFIER.fullmatch(firm):
-        found = sorted(
-            {
-                str(w.typed_search_attributes.get(search.PROGRAMME))
-                async for w in connections.client.list_workflows(
-                    f"{search.FIRM.name} = '{firm}'"
-                )
-                if w.typed_search_attributes.get(search.PROGRAMME)
-            }
-        )
+    if firm is not None:
+        found, looked_in = await programmes_of_firm(connections, firm)
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -178,14 +173,74 @@ async def programme_id_of(
                 "choose one with --programme",
                 2,
             )
-    async with open_store(connections) as store:
-        programmes = await store.programmes()
+        raise Failure(f"no journey for {firm} ({_looked_in(looked_in)})", 1)
+    programmes = await programme_ids(connections)
     if len(programmes) == 1:
-        return str(programmes[0]["programme_id"])
+        return programmes[0]
     if not programmes:
-        raise Failure("no programme has journeys yet: enrol a roster first", 2)
-    names = ", ".join(p["programme_id"] for p in programmes)
-    raise Failure(f"several programmes ({names}): choose one with --programme", 2)
+        raise Failure("no programme has journeys yet: enrol a roster first", 1)
+    raise Failure(
+        f"several programmes ({', '.join(programmes)}): choose one with --programme", 2
+    )
+
+
+def _looked_in(programmes: list[str], shown: int = 8) -> str:
+    """``looked in 2 programmes: a, b``, the list cut after ``shown`` names."""
+    if not programmes:
+        return "no programme has journeys yet"
+    names = ", ".join(programmes[:shown])
+    if len(programmes) > shown:
+        names += f" and {len(programmes) - shown} more"
+    return f"looked in {len(programmes)} programme(s): {names}"
+
+
+async def programme_ids(connections: Connections) -> list[str]:
+    """Every programme that has journeys in the event store, sorted.
+
+    Raises:
+        Failure: PostgreSQL cannot be reached (exit 3).
+    """
+    async with open_store(connections) as store:
+        return sorted(str(p["programme_id"]) for p in await store.programmes())
+
+
+async def programmes_of_firm(connections: Connections, firm: str) -> tuple[list[str], list[str]]:
+    """The programmes in which ``firm`` has a journey (running or ended), and those looked in.
+
+    Temporal's visibility finds them in one question; when it finds none, each
+    programme of the event store is asked directly for the journey's workflow id, so a
+    journey started a moment ago (visibility follows a moment later) is found too.
+
+    Returns:
+        The programmes with a journey of the firm, and every programme looked in, both
+        sorted.
+
+    Raises:
+        Failure: A server cannot be reached (exit 3).
+    """
+    found: set[str] = set()
+    if _IDENTIFIER.fullmatch(firm):  # only a well-formed id goes into a query string
+        try:
+            found = {
+                str(programme)
+                async for w in connections.client.list_workflows(
+                    f"{search.FIRM.name} = '{firm}'"
+                )
+                if (programme := w.typed_search_attributes.get(search.PROGRAMME))
+            }
+        except RPCError as error:
+            raise Failure(f"cannot reach Temporal: {error.message}", 3) from None
+    known = await programme_ids(connections)
+    for programme_id in [] if found else known:
+        handle = connections.client.get_workflow_handle(journey_workflow_id(programme_id, firm))
+        try:
+            await handle.describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise Failure(f"cannot reach Temporal: {error.message}", 3) from None
+            continue
+        found.add(programme_id)
+    return sorted(found), sorted(set(known) | found)
 
 
 _IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -193,9 +248,14 @@ _IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 async def matching_streams(
-    client: Client, programme_id: str, query: str | None
+    client: Client, programme_id: str | None, query: str | None
 ) -> set[str] | None:
-    """Workflow ids of the programme's journeys matching a visibility filter.
+    """Workflow ids of the journeys matching a visibility filter.
+
+    Args:
+        client: Temporal client.
+        programme_id: Only this programme's journeys; None: every programme's.
+        query: The filter; None: no filter.
 
     Returns:
         None when there is no filter.
@@ -206,11 +266,17 @@ async def matching_streams(
     if query is None:
         return None
     # Visibility queries take no parameters: only a well-formed id goes into the string.
-    if not _IDENTIFIER.fullmatch(programme_id):
+    if programme_id is not None and not _IDENTIFIER.fullmatch(programme_id):
         raise Failure(f"invalid programme id {programme_id!r}", 2)
-    full = f"{search.PROGRAMME.name} = '{programme_id}' AND ({query})"
+    scope = (
+        f"{search.PROGRAMME.name} = '{programme_id}'"
+        if programme_id is not None
+        else f"WorkflowType = '{FirmJourney.__name__}'"
+    )
     try:
-        return {execution.id async for execution in client.list_workflows(full)}
+        return {
+            execution.id async for execution in client.list_workflows(f"{scope} AND ({query})")
+        }
     except RPCError as error:
         raise Failure(f"invalid --query {query!r}: {error.message}", 2) from None
 

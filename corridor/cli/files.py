@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +15,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from corridor import service
-from corridor.cli.app import ByOption, author, err, out, progress_bar, run
+from corridor.cli.app import ByOption, Interrupted, Interruption, Tally, author, err, out, run
 from corridor.cli.connections import Connections, connected, open_store
-from corridor.demo.player import ClockMode, play
+from corridor.demo.player import DemoOutcome, play_firm_held
 from corridor.errors import Failure
 from corridor.imports import (
     InputError,
@@ -27,10 +30,30 @@ from corridor.imports import (
 )
 from corridor.logs import configure_logging
 from corridor.settings import Settings, load_settings
+from corridor.temporal import TRANSIENT
 from domain.commands import EnrollFirm
 from domain.journey import enrolment_differences
 from domain.programme import Programme
 from domain.wording import explain
+from workflows.journey import journey_workflow_id
+
+CONCURRENCY = 16
+"""Journeys ``corridor enroll`` starts at a time (``--concurrency``)."""
+
+START_PATIENCE = 10.0
+"""Seconds a journey's start is tried again while Temporal answers that it is busy or
+away, before the firm is counted as failed."""
+
+ConcurrencyOption = Annotated[
+    int,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        max=256,
+        envvar="CORRIDOR_ENROLL_CONCURRENCY",
+        help="Journeys started at a time (or CORRIDOR_ENROLL_CONCURRENCY).",
+    ),
+]
 
 
 def enroll(
@@ -45,11 +68,16 @@ def enroll(
         ),
     ] = None,
     by: ByOption = None,
+    concurrency: ConcurrencyOption = CONCURRENCY,
 ) -> None:
     """Enrol the firms of a roster: one journey per firm.
 
     Every row is checked first; if any is bad, every problem is listed and nothing is
-    started. Firms already enrolled are left as they are.
+    started. Firms already enrolled are left as they are. Journeys are started
+    --concurrency at a time, with a progress bar (rate and time left) on a terminal;
+    the summary says how many were started, already enrolled, enrolled with other
+    values, and failed. Interrupted (Ctrl-C), it says what was done: running it again
+    starts only the journeys still missing.
 
     With --journal, a past journal is imported as if each row had been recorded on its
     day: each new journey's clock stands at its introduction, moves on to each record's
@@ -80,28 +108,166 @@ def enroll(
             firms = {command.firm.id for command in commands}
             records = load_journal(journal, loaded, known_firms=firms, by=author(by))
             async with connected(settings) as connections:
-                await _import_past(connections.client, loaded, commands, records, settings)
+                await _import_past(
+                    connections.client, loaded, commands, records, settings, concurrency
+                )
             return
         async with connected(settings) as connections:
-            started = 0
-            already: list[EnrollFirm] = []
-            for command in commands:
-                result = await service.enroll(
-                    connections.client, command, task_queue=settings.task_queue
-                )
-                started += result.started
-                if not result.started:
-                    already.append(command)
-                state = "started" if result.started else "already enrolled"
-                out.print(f"{result.workflow_id}: {state}")
-            differing = await _differing_enrolments(connections, already) if already else 0
-        out.print(f"{started} journey(s) started, {len(already)} already enrolled.")
+            starts = await _start_journeys(
+                connections.client, commands, settings.task_queue, concurrency
+            )
+            already = [c for c, r in zip(commands, starts.results, strict=True) if r is False]
+            differing = (
+                await _differing_enrolments(connections, already)
+                if already and starts.stopped is None
+                else 0
+            )
+        summary = f"{starts.started} journey(s) started, {len(already)} already enrolled"
+        if differing:
+            summary += f", {differing} differing"
+        if starts.failed:
+            summary += f", {len(starts.failed)} failed"
+        if starts.stopped is not None:
+            summary += f", {starts.not_sent} not sent (of {len(commands)} firms)"
+        out.print(f"{summary}.")
+        if isinstance(starts.stopped, Interrupted):
+            err.print(
+                f"interrupted: {starts.not_sent} of {len(commands)} firm(s) not sent. Running "
+                "the same command again is safe: it starts only the journeys still missing "
+                "and enrols no firm twice.",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130)
+        if starts.stopped is not None:
+            raise Failure(
+                f"{starts.stopped}; {starts.not_sent} firm(s) not sent: run the same command "
+                "again once it answers (it starts only the journeys still missing)",
+                3,
+            )
         if differing:
             raise Failure(
                 f"{differing} firm(s) already enrolled with other values: not changed", 1
             )
+        if starts.failed:
+            raise Failure(f"{len(starts.failed)} firm(s) could not be enrolled", 3)
 
     run(main())
+
+
+@dataclass
+class _Starts:
+    """What ``_start_journeys`` did, firm by firm.
+
+    Attributes:
+        results: Per roster row: True started now, False already enrolled, a string why
+            it failed, None not sent (or sent as the command stopped: not known).
+        stopped: Why it stopped before the end (:class:`Interrupted`, or Temporal
+            unreachable), None if it went through the roster.
+    """
+
+    results: list[bool | str | None]
+    stopped: BaseException | None = None
+
+    @property
+    def started(self) -> int:
+        """Journeys started now."""
+        return sum(1 for r in self.results if r is True)
+
+    @property
+    def failed(self) -> list[str]:
+        """Why each failed firm failed."""
+        return [r for r in self.results if isinstance(r, str)]
+
+    @property
+    def not_sent(self) -> int:
+        """Rows not sent (or whose start is not known)."""
+        return sum(1 for r in self.results if r is None)
+
+
+class _Away(Exception):
+    """Temporal did not answer a start for ``START_PATIENCE`` seconds."""
+
+
+async def _start_one(client: Client, command: EnrollFirm, task_queue: str) -> bool | str:
+    """Start one journey: True started, False already enrolled, a string why it failed.
+
+    Raises:
+        _Away: Temporal stayed unreachable or busy for ``START_PATIENCE`` seconds.
+    """
+    deadline = time.monotonic() + START_PATIENCE
+    pause = 0.2
+    while True:
+        try:
+            result = await service.enroll(client, command, task_queue=task_queue)
+        except RPCError as error:
+            if error.status not in TRANSIENT:
+                return error.message or error.status.name
+            if time.monotonic() + pause > deadline:
+                raise _Away(f"Temporal does not answer ({error.message})") from None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            continue
+        return result.started
+
+
+async def _start_journeys(
+    client: Client, commands: list[EnrollFirm], task_queue: str, concurrency: int
+) -> _Starts:
+    """Start the roster's journeys, ``concurrency`` at a time, until done or stopped.
+
+    Each firm's line is printed in roster order as soon as it and those before it are
+    known; a failed start is said on stderr. Ctrl-C stops sending (the starts in flight
+    are given a moment to finish).
+    """
+    starts = _Starts([None] * len(commands))
+    printed = 0
+    pending = iter(range(len(commands)))
+
+    def say() -> None:
+        nonlocal printed
+        while printed < len(commands) and starts.results[printed] is not None:
+            _say_start(commands[printed], starts.results[printed])
+            printed += 1
+
+    with Interruption() as interruption, Tally("enrolling", len(commands), "firms") as tally:
+
+        async def starter() -> None:
+            for index in pending:
+                if interruption.requested.is_set() or starts.stopped is not None:
+                    return
+                command = commands[index]
+                try:
+                    starts.results[index] = await interruption.finish(
+                        _start_one(client, command, task_queue)
+                    )
+                except Interrupted as stop:
+                    starts.stopped = starts.stopped or stop
+                    return
+                except _Away as away:
+                    starts.stopped = starts.stopped or away
+                    return
+                tally.advance(command.firm.id)
+                say()
+
+        try:
+            await asyncio.gather(*(starter() for _ in range(min(concurrency, len(commands)))))
+        except asyncio.CancelledError:
+            Interruption.absorb()  # Ctrl-C twice: what was in flight is not known
+        if interruption.requested.is_set() and starts.stopped is None and starts.not_sent:
+            starts.stopped = Interrupted()
+    for index in range(printed, len(commands)):
+        if starts.results[index] is not None:
+            _say_start(commands[index], starts.results[index])
+    return starts
+
+
+def _say_start(command: EnrollFirm, result: bool | str | None) -> None:
+    """One firm's line: ``journey/P/F: started`` or ``already enrolled`` (failed: stderr)."""
+    workflow_id = journey_workflow_id(command.programme.id, command.firm.id)
+    if isinstance(result, str):
+        err.print(f"failed: {workflow_id}: {result}", soft_wrap=True)
+    elif result is not None:
+        out.print(f"{workflow_id}: {'started' if result else 'already enrolled'}")
 
 
 async def _import_past(
@@ -110,34 +276,74 @@ async def _import_past(
     commands: list[EnrollFirm],
     records: list[JournalRecord],
     settings: Settings,
+    concurrency: int,
 ) -> None:
-    """Enrol the firms on held clocks and play their journal in business-time order."""
-    with progress_bar() as progress:
-        task = progress.add_task("importing", total=len(commands) + len(records))
+    """Enrol the firms on held clocks and play their journal in business-time order.
+
+    Firms play ``concurrency`` at a time; Ctrl-C stops them where they are (a journey
+    left with its clock held is moved on again when the same command is run again).
+    """
+    outcome = DemoOutcome()
+    slots = asyncio.Semaphore(concurrency)
+    interrupted = False
+    with (
+        Interruption() as interruption,
+        Tally("importing", len(commands) + len(records), "items") as tally,
+    ):
 
         def advance(day: date, text: str) -> None:
-            progress.update(task, description=f"{day} {text}")
-            progress.advance(task)
+            tally.advance(f"{day} {text}")
 
-        outcome = await play(
-            client,
-            programme,
-            commands,
-            records,
-            task_queue=settings.task_queue,
-            until=None,
-            mode=ClockMode.HELD,
-            progress=advance,
+        async def one_firm(enrolment: EnrollFirm) -> None:
+            firm_records = [r for r in records if r.firm_id == enrolment.firm.id]
+            async with slots:
+                if interruption.requested.is_set():
+                    return
+                try:
+                    await play_firm_held(
+                        client,
+                        programme,
+                        enrolment,
+                        firm_records,
+                        task_queue=settings.task_queue,
+                        until=None,
+                        outcome=outcome,
+                        report=advance,
+                    )
+                except (service.Unreachable, RPCError, service.Refused) as error:
+                    outcome.failed.append((enrolment.firm.id, str(error)))
+
+        firms = asyncio.ensure_future(
+            asyncio.gather(*(one_firm(enrolment) for enrolment in commands))
         )
+        try:
+            await interruption.finish(firms, grace=0.0)
+        except Interrupted:
+            interrupted = True
+        except asyncio.CancelledError:
+            Interruption.absorb()
+            interrupted = True
     for row, firm, message in outcome.refused:
         err.print(f"refused: row {row} ({firm}): {message}")
     for firm, why in outcome.failed:
         err.print(f"failed: {firm}: {why}")
+    sent = outcome.accepted + outcome.duplicates + len(outcome.refused)
     out.print(
         f"{outcome.enrolled} journey(s) started, {outcome.already_enrolled} already enrolled; "
         f"{outcome.accepted} record(s) accepted, {outcome.duplicates} already recorded, "
-        f"{len(outcome.refused)} refused (of {len(records)} rows)."
+        f"{len(outcome.refused)} refused"
+        + (f", {len(records) - sent} not sent" if interrupted else "")
+        + f" (of {len(records)} rows)."
     )
+    if interrupted:
+        err.print(
+            f"interrupted: {len(commands) - outcome.enrolled - outcome.already_enrolled} "
+            f"firm(s) not enrolled, {len(records) - sent} record(s) not sent (one in flight "
+            "per firm may have been recorded). Running the same command again is safe: "
+            "it enrols no firm twice, records nothing twice, and goes on where it stopped.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
     if outcome.failed:
         raise Failure(f"{len(outcome.failed)} firm(s) could not be imported", 3)
     if outcome.refused:
@@ -198,7 +404,9 @@ def record(
     in date order. Rows already recorded are recognised and not recorded twice. Rows
     may also correct or void earlier records (with a reason). Each record is stored
     with its author: the row's recorded_by, else --by.
-    Exits 1 if a journey refused a row.
+    Exits 1 if a journey refused a row. Interrupted (Ctrl-C, exit 130), or stopped by a
+    server, it says how many rows were recorded, already recorded, refused and not
+    sent: sending the same file again is safe.
     """
     configure_logging("WARNING")
     settings = load_settings()
@@ -212,28 +420,61 @@ def record(
             records = load_journal(journal, loaded, known_firms=known, by=author(by))
             accepted = duplicates = 0
             refused: list[tuple[JournalRecord, service.Refused]] = []
-            with progress_bar() as progress:
-                task = progress.add_task("recording", total=len(records))
-                for item in records:
-                    progress.update(task, description=f"{item.occurred_on} {item.firm_id}")
-                    try:
-                        result = await service.send(
-                            connections.client, loaded.id, item.firm_id, item.command
-                        )
-                        duplicates += result.duplicate
-                        accepted += not result.duplicate
-                    except service.Refused as refusal:
-                        refused.append((item, refusal))
-                    progress.advance(task)
+            in_flight: JournalRecord | None = None
+            stopped: BaseException | None = None
+            with (
+                Interruption() as interruption,
+                Tally("recording", len(records), "rows") as tally,
+            ):
+                try:
+                    for item in records:
+                        if interruption.requested.is_set():
+                            raise Interrupted
+                        in_flight = item
+                        try:
+                            result = await interruption.finish(
+                                service.send(
+                                    connections.client, loaded.id, item.firm_id, item.command
+                                )
+                            )
+                            duplicates += result.duplicate
+                            accepted += not result.duplicate
+                        except service.Refused as refusal:
+                            refused.append((item, refusal))
+                        in_flight = None
+                        tally.advance(f"{item.occurred_on} {item.firm_id}")
+                except (Interrupted, service.Unreachable) as error:
+                    stopped = error
+                except asyncio.CancelledError:
+                    Interruption.absorb()  # Ctrl-C twice
+                    stopped = Interrupted()
         for item, why in refused:
             err.print(
                 f"refused: {journal.name}, row {item.row} ({item.firm_id}, {item.action}): "
                 f"{why.message}",
             )
-        out.print(
-            f"{accepted} accepted, {duplicates} already recorded, {len(refused)} refused "
-            f"(of {len(records)} rows)."
+        if stopped is None:
+            out.print(
+                f"{accepted} accepted, {duplicates} already recorded, {len(refused)} refused "
+                f"(of {len(records)} rows)."
+            )
+            return 1 if refused else 0
+        not_sent = len(records) - accepted - duplicates - len(refused)
+        how = "interrupted" if isinstance(stopped, Interrupted) else "stopped"
+        err.print(
+            f"{how}: {accepted} row(s) recorded, {duplicates} already recorded, "
+            f"{len(refused)} refused, {not_sent} not sent (of {len(records)} rows)"
+            + (
+                f"; row {in_flight.row} was being sent and may have been recorded"
+                if in_flight is not None
+                else ""
+            )
+            + f". Sending {journal.name} again is safe: what is recorded is recognised "
+            "and never recorded twice.",
+            soft_wrap=True,
         )
-        return 1 if refused else 0
+        if isinstance(stopped, Interrupted):
+            return 130
+        raise stopped
 
     raise typer.Exit(run(main()))

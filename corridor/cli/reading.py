@@ -6,7 +6,7 @@ import asyncio
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,16 +16,18 @@ from activities.store import EventStore
 from corridor import service
 from corridor.cli.app import ProgrammeOption, QueryOption, err, out, progress_bar, run
 from corridor.cli.connections import (
+    Connections,
     connected,
     matching_streams,
     open_store,
     programme_id_of,
+    programme_ids,
     ui_link,
 )
 from corridor.errors import Failure
 from corridor.logs import configure_logging
 from corridor.reports import ReportFormat, print_bilan
-from corridor.settings import load_settings
+from corridor.settings import Settings, load_settings
 from domain.calendar import zone
 from domain.timeline import TimelineEntry
 from domain.timeline import timeline as fold_timeline
@@ -39,64 +41,92 @@ def status(
 ) -> None:
     """Each journey's stage, last event, next deadline and Web UI link.
 
-    With --query, only the journeys that Temporal's visibility finds for the filter
-    (the same filters as the Web UI's search box).
+    Without --programme: the programme of FIRM (the only one it has a journey in);
+    without a firm, every programme's journeys, one table each. With --query, only the
+    journeys that Temporal's visibility finds for the filter (the same filters as the
+    Web UI's search box).
     """
     configure_logging("WARNING")
     settings = load_settings()
 
     async def main() -> None:
         async with connected(settings) as connections:
-            programme_id = await programme_id_of(connections, programme, firm)
-            matching = await matching_streams(connections.client, programme_id, query)
+            if firm is not None or programme is not None:
+                programmes = [await programme_id_of(connections, programme, firm)]
+            else:
+                programmes = await programme_ids(connections)
+                if not programmes:
+                    raise Failure("no programme has journeys yet: enrol a roster first", 1)
+            scope = programmes[0] if len(programmes) == 1 else None
+            matching = await matching_streams(connections.client, scope, query)
+            shown = 0
             async with open_store(connections) as store:
-                rows = await store.journey_summaries(programme_id, firm)
-            rows = [r for r in rows if matching is None or r["stream_id"] in matching]
-            if not rows and query is not None:
-                raise Failure(f"no journey of {programme_id} matches --query {query!r}", 1)
-            if not rows:
-                raise Failure(f"no journey for {firm or 'any firm'} in {programme_id}", 1)
-            links = {r["stream_id"]: ui_link(settings, connections, r["stream_id"]) for r in rows}
-            with_links = any(links.values())
-            table = Table(title=f"Journeys of {programme_id}")
-            columns = ["firm", "stage", "cycle", "last event", "next deadline"]
-            for column in [*columns, "Web UI"] if with_links else columns:
-                table.add_column(column, overflow="fold")
-            tz = zone(rows[0]["timezone"])
-            for row in rows:
-                last_on = row["last_event_at"].astimezone(tz).date() if row["last_event_at"] else ""
-                cells = [
-                    row["firm_id"],
-                    row["stage"].replace("_", " "),
-                    str(row["cycle"]),
-                    f"{last_on} {row['last_event_summary'] or ''}",
-                    row["next_deadline"] or "—",
-                ]
-                table.add_row(*cells, *([links[row["stream_id"]]] if with_links else []))
-            out.print(table)
+                for programme_id in programmes:
+                    rows = await store.journey_summaries(programme_id, firm)
+                    rows = [r for r in rows if matching is None or r["stream_id"] in matching]
+                    if rows:
+                        _journey_table(settings, connections, programme_id, rows)
+                        shown += 1
+            names = ", ".join(programmes)
+            if not shown and query is not None:
+                raise Failure(f"no journey of {names} matches --query {query!r}", 1)
+            if not shown:
+                raise Failure(f"no journey for {firm or 'any firm'} in {names}", 1)
             if firm is not None:
-                view = await service.view(connections.client, programme_id, firm)
-                out.print(f"business date: {view.business_now.astimezone(tz).date()}")
-                state = view.state
-                out.print(
-                    f"adviser: {state.adviser_id or 'none'}; messages sent: "
-                    f"{state.messages_sent}"
-                    + (f", {view.messages_waiting} waiting" if view.messages_waiting else "")
-                )
-                for step in state.next_steps.values():
-                    out.print(
-                        f"next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, "
-                        f"{step.status})",
-                        soft_wrap=True,
-                    )
-                for refusal in view.refusals[-5:]:
-                    when = refusal.at.astimezone(tz).date()
-                    out.print(
-                        f"refused signal ({when}): {refusal.command}: {refusal.message}",
-                        soft_wrap=True,
-                    )
+                await _firm_details(connections, programmes[0], firm, rows[0]["timezone"])
 
     run(main())
+
+
+def _journey_table(
+    settings: Settings, connections: Connections, programme_id: str, rows: list[dict[str, Any]]
+) -> None:
+    """Print one programme's journeys as a table, with their Web UI links when known."""
+    links = {r["stream_id"]: ui_link(settings, connections, r["stream_id"]) for r in rows}
+    with_links = any(links.values())
+    table = Table(title=f"Journeys of {programme_id}")
+    columns = ["firm", "stage", "cycle", "last event", "next deadline"]
+    for column in [*columns, "Web UI"] if with_links else columns:
+        table.add_column(column, overflow="fold")
+    tz = zone(rows[0]["timezone"])
+    for row in rows:
+        last_on = row["last_event_at"].astimezone(tz).date() if row["last_event_at"] else ""
+        cells = [
+            row["firm_id"],
+            row["stage"].replace("_", " "),
+            str(row["cycle"]),
+            f"{last_on} {row['last_event_summary'] or ''}",
+            row["next_deadline"] or "—",
+        ]
+        table.add_row(*cells, *([links[row["stream_id"]]] if with_links else []))
+    out.print(table)
+
+
+async def _firm_details(
+    connections: Connections, programme_id: str, firm: str, timezone: str
+) -> None:
+    """Print what one journey says of itself: business date, adviser, messages, steps."""
+    tz = zone(timezone)
+    view = await service.view(connections.client, programme_id, firm)
+    out.print(f"business date: {view.business_now.astimezone(tz).date()}")
+    state = view.state
+    out.print(
+        f"adviser: {state.adviser_id or 'none'}; messages sent: "
+        f"{state.messages_sent}"
+        + (f", {view.messages_waiting} waiting" if view.messages_waiting else "")
+    )
+    for step in state.next_steps.values():
+        out.print(
+            f"next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, "
+            f"{step.status})",
+            soft_wrap=True,
+        )
+    for refusal in view.refusals[-5:]:
+        when = refusal.at.astimezone(tz).date()
+        out.print(
+            f"refused signal ({when}): {refusal.command}: {refusal.message}",
+            soft_wrap=True,
+        )
 
 
 def report(
@@ -195,7 +225,7 @@ def timeline(
 
     async def main() -> None:
         async with connected(settings) as connections:
-            programme_id = await programme_id_of(connections, programme)
+            programme_id = await programme_id_of(connections, programme, firm)
             stream_id = journey_workflow_id(programme_id, firm)
             async with open_store(connections) as store:
                 envelopes = await store.read_stream(stream_id)

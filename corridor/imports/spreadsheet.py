@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from corridor.imports.problems import InputError, RowError
 from domain.money import currency_exponent
+from domain.programme import AT_INPUT
 from domain.wording import plain_problem
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -276,9 +277,11 @@ def build_model(reader: RowReader, column: str | None, model: type[M], **fields:
 
     Each error is reported in ``column`` if given, else in the column of the field it
     concerns (``meeting_ids`` in ``meeting_id``, a firm's ``id`` in ``firm_id``, ...).
+    A row is input: single-line text refuses control characters
+    (``domain.programme.AT_INPUT``).
     """
     try:
-        return model.model_validate(fields)
+        return model.model_validate(fields, context=AT_INPUT)
     except ValidationError as error:
         for e in error.errors():
             names = [p for p in e["loc"] if isinstance(p, str)]

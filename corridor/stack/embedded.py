@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -10,8 +11,8 @@ import structlog
 
 from activities.migrations import MigrationError, migrate_database, role_dsn
 from corridor.settings import Settings
-from corridor.stack.postgres import EmbeddedPostgres
-from corridor.stack.processes import StackError
+from corridor.stack.postgres import EmbeddedPostgres, lock_file
+from corridor.stack.processes import Guardian, StackError
 from corridor.stack.smtp import LocalSmtpServer
 from corridor.stack.stack_file import StackInfo, reap_stale_stack, write_stack_file
 from corridor.stack.temporal import SearchAttributes, TemporalDevServer
@@ -49,7 +50,9 @@ async def embedded_stack(
     message as a file under ``<data_dir>/mail/`` (``corridor mail`` reads them).
     While the context is open, ``<data_dir>/stack.json`` describes the stack for
     ``read_stack_file``. Both servers are stopped, and the file removed, on exit,
-    including on exceptions and cancellation.
+    including on exceptions and cancellation; if this process dies without stopping
+    them (SIGKILL), a :class:`~corridor.stack.processes.Guardian` does (it says so in
+    ``<data_dir>/guardian.log``).
 
     Args:
         settings: Data directory, DSN and Temporal ports.
@@ -69,9 +72,12 @@ async def embedded_stack(
     db_file = data_dir / "temporal.db"
     await reap_stale_stack(data_dir, db_file)
     async with contextlib.AsyncExitStack() as stack:
+        guardian = Guardian.start(data_dir / "guardian.log")
+        stack.callback(guardian.release)  # last: once every server is stopped
         admin_dsn: str | None
         if settings.dsn is None:
             postgres = EmbeddedPostgres(data_dir / "postgres")
+            guardian.watch_postgres(postgres.pgdata, lock_file())
             stack.push_async_callback(postgres.stop)
             admin_dsn = await postgres.start()
             dsn = role_dsn(admin_dsn)  # trust authentication on the local socket
@@ -90,6 +96,7 @@ async def embedded_stack(
         )
         stack.push_async_callback(temporal.stop)
         await temporal.start()
+        guardian.watch_temporal(temporal.pid, marker=os.fspath(db_file))
         smtp_url = settings.smtp_url
         if smtp_url is None:  # the embedded SMTP server keeps each message under mail/
             smtp = LocalSmtpServer(data_dir / "mail", settings.smtp_port)

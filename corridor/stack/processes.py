@@ -1,12 +1,15 @@
-"""What the embedded servers share: the error they raise, ports, processes and logs."""
+"""What the embedded servers share: the error they raise, ports, processes, logs, guardian."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -135,3 +138,82 @@ def tail(path: Path | None, lines: int = _LOG_TAIL_LINES) -> str:
         return f"(could not read {path}: {err})"
     kept = text.splitlines()[-lines:]
     return "\n".join(kept) if kept else "(log is empty)"
+
+
+class Guardian:
+    """Stops the embedded servers if this process dies without stopping them.
+
+    :meth:`start` runs ``corridor/stack/guardian.py`` in a session of its own (Ctrl-C in
+    the terminal and a signal to this process group do not reach it), holding the read
+    end of a pipe whose write end only this process has. Tell it what to stop with
+    :meth:`watch_temporal` and :meth:`watch_postgres`; :meth:`release` once the servers
+    are stopped. When this process dies (SIGKILL included) the kernel closes the pipe,
+    and the guardian stops what still runs (see its module), then exits.
+
+    Example:
+        >>> guardian = Guardian.start(data_dir / "guardian.log")
+        >>> guardian.watch_postgres(pgdata, lock_file)
+        >>> ...
+        >>> guardian.release()
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], pipe: int) -> None:
+        self._process = process
+        self._pipe: int | None = pipe
+
+    @property
+    def pid(self) -> int:
+        """The guardian's pid."""
+        return self._process.pid
+
+    @classmethod
+    def start(cls, log_file: Path | None = None) -> Guardian:
+        """Start a guardian for this process.
+
+        Args:
+            log_file: Where it says what it stopped (appended to).
+
+        Raises:
+            StackError: It could not be started.
+        """
+        read, write = os.pipe()  # not inherited by other children (PEP 446)
+        argv = [sys.executable, "-I", str(Path(__file__).with_name("guardian.py")), str(read)]
+        try:
+            process = subprocess.Popen(
+                [*argv, *([str(log_file)] if log_file else [])],
+                pass_fds=(read,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as error:
+            os.close(write)
+            raise StackError(f"Could not start the stack's guardian: {error}") from error
+        finally:
+            os.close(read)
+        return cls(process, write)
+
+    def _tell(self, order: dict[str, object]) -> None:
+        if self._pipe is None:
+            return
+        with contextlib.suppress(OSError):  # a guardian gone cannot be told: nothing to do
+            os.write(self._pipe, json.dumps(order).encode() + b"\n")
+
+    def watch_temporal(self, pid: int | None, marker: str) -> None:
+        """Stop the Temporal dev server ``pid`` (its argv holds ``marker``) if we die."""
+        if pid is not None:
+            self._tell({"temporal_pid": pid, "marker": marker})
+
+    def watch_postgres(self, pgdata: Path, lock_file: Path | None) -> None:
+        """Stop PostgreSQL on ``pgdata`` if we die (unless another process still uses it)."""
+        self._tell({"pgdata": str(pgdata), "lock": str(lock_file) if lock_file else None})
+
+    def release(self) -> None:
+        """The servers are stopped: let the guardian go without stopping anything."""
+        self._tell({"done": True})
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)

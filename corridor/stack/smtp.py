@@ -6,6 +6,9 @@ file named after its ``Message-ID``, so a message sent again with the same
 ``Message-ID`` (a retry after a worker died between the server's acceptance and the
 outbox's record) is held once, as a mail client showing one conversation would. It
 nevertheless counts every delivery it was given (``deliveries``), which the tests read.
+Tests may also make it refuse recipients for good (``refused``: ``550`` at ``RCPT TO``,
+as a mailbox provider answers for an address that does not exist) or for now
+(``deferred``: ``450``, try again later).
 ``corridor mail`` reads the mailbox (:class:`Mailbox`).
 """
 
@@ -18,7 +21,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -141,6 +144,19 @@ class _Handler:
     def __init__(self, server: LocalSmtpServer) -> None:
         self.server = server
 
+    async def handle_RCPT(
+        self, _server: Any, _session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.lower() in self.server.refused:
+            self.server.refusals.append(address)
+            return f"550 5.1.1 <{address}>: Recipient address rejected: mailbox unavailable"
+        if address.lower() in self.server.deferred:
+            self.server.refusals.append(address)
+            return f"450 4.2.1 <{address}>: Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
@@ -158,6 +174,14 @@ class LocalSmtpServer:
         after_keep: Called with each delivery after it was kept, before the server
             answers (tests use it to kill a worker in the window between the server's
             acceptance and the client's record).
+        refuse: Addresses refused for good at ``RCPT TO`` (``550 5.1.1``, the address
+            quoted as real servers do), whatever their case; more may be added to
+            ``refused`` while it runs, and addresses to answer ``450`` (try again later)
+            to ``deferred``. For tests: ``corridor dev`` refuses none.
+
+    Attributes:
+        deliveries: Every message it was given, in order (a retry counts again).
+        refusals: Every recipient it refused (550) or deferred (450), in order.
     """
 
     def __init__(
@@ -166,10 +190,14 @@ class LocalSmtpServer:
         port: int = 0,
         *,
         after_keep: Callable[[bytes], None] | None = None,
+        refuse: Iterable[str] = (),
     ) -> None:
         self.mailbox = Mailbox(folder)
         self.port = port or free_port()
         self.after_keep = after_keep
+        self.refused: set[str] = {address.lower() for address in refuse}
+        self.deferred: set[str] = set()
+        self.refusals: list[str] = []
         self.deliveries: list[bytes] = []
         self._lock = threading.Lock()
         self._controller: Controller | None = None
