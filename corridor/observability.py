@@ -56,6 +56,7 @@ from temporalio.service import ServiceClient
 from temporalio.worker import Worker
 
 from activities.metrics import REGISTRY
+from corridor import service
 from corridor.logs import core_logging
 
 __all__ = [
@@ -132,6 +133,7 @@ class Health:
     )
     stopping: asyncio.Event | None = None
     stopped: bool = False
+    catching_up: dict[str, Any] = dataclasses.field(default_factory=dict)
     heartbeat: float = dataclasses.field(default_factory=time.monotonic)
     not_polling_since: float | None = None
 
@@ -192,6 +194,8 @@ def _app(health: Health, sdk_metrics: str | None) -> Callable[..., Iterable[byte
                 "checks": health.checks,
                 "draining": health.draining,
                 "wedged": health.wedged,
+                # Journeys enrolled after the fact: what waits on the catch-up task queue.
+                "catching_up": health.catching_up,
             }
             start_response(
                 "200 OK" if ok else "503 Service Unavailable",
@@ -281,6 +285,16 @@ async def _check(
     elif checks["temporal"] == "ok":
         checks["polling"] = await polling_status(client, task_queue, client.identity)
     health = observed.health
+    if checks["temporal"] == "ok":
+        try:
+            backlog = await asyncio.wait_for(service.catch_up_backlog(client, task_queue), 5)
+            health.catching_up = {
+                "task_queue": backlog.task_queue,
+                "backlog": backlog.tasks,
+                "oldest_seconds": round(backlog.oldest_seconds, 1),
+            }
+        except Exception as error:
+            health.catching_up = {"unknown": type(error).__name__}
     health.stopped = worker is not None and worker.is_shutdown
     unseen = checks["temporal"] == "ok" and checks["polling"].startswith("not seen polling")
     if not unseen or health.draining:

@@ -345,6 +345,7 @@ async def enroll(
     task_queue: str,
     clock: ProgrammeClock | None = None,
     continue_as_new_after: int | None = None,
+    quiet_until: datetime | None = None,
 ) -> Enrolment:
     """Start the firm's journey, unless it already has one (running or ended).
 
@@ -354,12 +355,17 @@ async def enroll(
         task_queue: Task queue of the workers.
         clock: Business clock of the journey (real time by default).
         continue_as_new_after: History length after which the journey continues as new.
+        quiet_until: For a past journal imported on a held clock: the real instant
+            (aware) at which its messages are judged (``JourneyInput.quiet_until``), so
+            that nobody is told of the past.
 
     Returns:
         Whether the journey was started now.
     """
     workflow_id = journey_workflow_id(command.programme.id, command.firm.id)
-    journey_input = JourneyInput(enrollment=command, clock=clock or ProgrammeClock())
+    journey_input = JourneyInput(
+        enrollment=command, clock=clock or ProgrammeClock(), quiet_until=quiet_until
+    )
     if catches_up(command, journey_input.clock):
         journey_input.task_queue = task_queue
         task_queue = catch_up_task_queue(task_queue)
@@ -398,6 +404,48 @@ def catch_up_task_queue(task_queue: str) -> str:
     (docs/architecture.md, "Staff first").
     """
     return f"{task_queue}-catch-up"
+
+
+@dataclass(frozen=True)
+class CatchUpBacklog:
+    """What waits on a catch-up task queue (Temporal's approximate task queue stats).
+
+    Attributes:
+        task_queue: The catch-up task queue.
+        tasks: Workflow tasks waiting for its worker.
+        oldest_seconds: How long the oldest has waited, in seconds (0 when none waits).
+    """
+
+    task_queue: str
+    tasks: int
+    oldest_seconds: float
+
+
+async def catch_up_backlog(client: Client, task_queue: str) -> CatchUpBacklog:
+    """How long the backlog of journeys catching up on ``task_queue``'s side is.
+
+    Args:
+        client: Temporal client.
+        task_queue: The journeys' own task queue (its catch-up queue is described).
+
+    Raises:
+        RPCError: Temporal cannot describe the task queue.
+    """
+    queue = catch_up_task_queue(task_queue)
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            report_stats=True,
+        )
+    )
+    stats = described.stats
+    return CatchUpBacklog(
+        task_queue=queue,
+        tasks=stats.approximate_backlog_count,
+        oldest_seconds=stats.approximate_backlog_age.ToTimedelta().total_seconds(),
+    )
 
 
 def catches_up(command: EnrollFirm, clock: ProgrammeClock) -> bool:

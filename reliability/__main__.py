@@ -30,6 +30,7 @@ from reliability.scenarios import (
     postgres_stopped,
     smtp_stopped,
     temporal_restarted,
+    unsendable,
     worker_killed,
 )
 
@@ -53,6 +54,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
             ("commands", lambda p: many_commands(600, p, continue_as_new_after=200)),
             ("smtp", lambda p: smtp_stopped(6, p, outage=10.0)),
             ("backfill", lambda p: backfill(40, p, baseline_seconds=5.0)),
+            ("unsendable", lambda p: unsendable(6, p)),
         ]
     return [
         ("worker", lambda p: worker_killed(50, p)),
@@ -64,6 +66,7 @@ def plan(quick: bool) -> list[tuple[str, Scenario]]:
         ("commands", lambda p: many_commands(10_000, p, continue_as_new_after=2_000)),
         ("smtp", lambda p: smtp_stopped(20, p, outage=30.0)),
         ("backfill", lambda p: backfill(1_000, p, baseline_seconds=60.0)),
+        ("unsendable", lambda p: unsendable(20, p)),
     ]
 
 
@@ -137,7 +140,7 @@ def main(
         list[str] | None,
         typer.Option(
             help="Only these: worker, postgres, temporal, burst, appends, reset, commands, "
-            "smtp, bad-input."
+            "smtp, backfill, unsendable, bad-input."
         ),
     ] = None,
     write: Annotated[bool, typer.Option(help="Write the figures to RELIABILITY.md.")] = True,

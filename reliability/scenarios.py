@@ -814,8 +814,9 @@ async def smtp_stopped(journeys: int, progress: Progress, outage: float = 30.0) 
                             client, enrolment, task_queue=task_queue,
                             clock=ProgrammeClock.held_at(noon),
                         )
-                        until = datetime(2014, 9, 1, 12, tzinfo=zone(workload.TZ))
-                        await service.advance_clock(client, prog.id, firm, until)
+                        for day in (date(2014, 2, 16), date(2014, 9, 1)):  # each reminder
+                            until = datetime.combine(day, dt_time(12), tzinfo=zone(workload.TZ))
+                            await service.advance_clock(client, prog.id, firm, until)
 
                     await asyncio.gather(*(one(n) for n in range(journeys)))
                     await asyncio.sleep(max(0.0, outage - (time.monotonic() - started)))
@@ -1151,3 +1152,108 @@ def _bilan_figures(bilan: Bilan) -> dict[str, object]:
         for row in bilan.rows
     ]
     return figures
+
+
+# ----------------------------------------------------------------- unsendable
+
+
+async def unsendable(journeys: int, progress: Progress) -> Outcome:
+    """One firm's contact cannot be mailed, another's address is refused for good.
+
+    ``journeys`` firms (at least 3) reach the reminders of return visits 1 and 2 and a
+    missed visit 1 (told to the adviser). Firm 0's contact name holds a line break (as
+    stored before such names were refused at input): its reminders cannot be built.
+    The SMTP server refuses firm 1's contact with 550. Counted on the server's side:
+    every other message goes out once (the adviser's about firms 0 and 1 included), and
+    each of the four unsendable reminders is recorded ``MessageFailed`` once, with its
+    reason, after one attempt at most: never retried.
+    """
+    outcome = Outcome("a contact that cannot be mailed, a recipient refused (550)",
+                      journeys=journeys)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="corridor-faults-") as tmp:
+        work = Path(tmp)
+        async with servers(work) as (temporal, _postgres, dsn):
+            client = await _connect(temporal, dsn)
+            smtp = LocalSmtpServer(work / "mail", refuse=["f001@firms.example"])
+            smtp.start()
+            task_queue = f"faults-{uuid.uuid4()}"
+            base = workload.programme(f"mail-{uuid.uuid4().hex[:6]}").model_dump()
+            base["staff"] = [{"id": "anna", "name": "Anna Adviser",
+                              "email": "anna@agency.example", "language": "en"}]
+            base["default_adviser"] = "anna"
+            prog = Programme.model_validate(base)
+            async with EventStore.connect(dsn) as store:
+                worker = build_worker(
+                    client, store, task_queue, Mailer(SmtpServer.from_url(smtp.url))
+                )
+                running = asyncio.create_task(worker.run())
+                try:
+                    outcome.faults = 2
+
+                    async def one(number: int) -> None:
+                        firm = workload.firm_id(number)
+                        enrolment = workload.enrolment(prog, number)
+                        name = "Line\nBreak" if number == 0 else f"Contact {number}"
+                        enrolment = enrolment.model_copy(
+                            update={"firm": enrolment.firm.model_copy(
+                                update={"contact_email": f"{firm}@firms.example",
+                                        "contact_name": name}
+                            )}
+                        )
+                        noon = datetime.combine(
+                            workload.INTRODUCED_ON, dt_time(12), tzinfo=zone(workload.TZ)
+                        )
+                        await service.enroll(
+                            client, enrolment, task_queue=task_queue,
+                            clock=ProgrammeClock.held_at(noon),
+                        )
+                        # Each reminder and the missed visit on its day (in its window).
+                        for day in (date(2014, 2, 16), date(2014, 8, 19), date(2014, 9, 18)):
+                            until = datetime.combine(day, dt_time(12), tzinfo=zone(workload.TZ))
+                            await service.advance_clock(client, prog.id, firm, until)
+
+                    progress(f"{journeys} journeys to their second return visit")
+                    await asyncio.gather(*(one(n) for n in range(journeys)))
+                    failed = sent = 0
+                    for number in range(journeys):
+                        journey = await service.messages_settled(
+                            client, prog.id, workload.firm_id(number), within=180
+                        )
+                        failed += journey.state.messages_failed
+                        sent += journey.state.messages_sent
+                        if journey.state.messages_sent + journey.state.messages_failed == 3:
+                            outcome.journeys_completed += 1
+                    given = Counter(
+                        email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
+                        for raw in smtp.deliveries
+                    )
+                    kept = list(smtp.mailbox.messages())
+                    outcome.events_expected = 3 * journeys
+                    outcome.events_found = len(kept) + failed
+                    outcome.losses = max(0, 3 * journeys - 4 - len(kept)) + max(0, 4 - failed)
+                    outcome.duplicates = sum(n - 1 for n in given.values())
+                    attempts = await store.pool.fetch(
+                        "SELECT attempts, last_error FROM outbox WHERE state = 'refused' "
+                        "ORDER BY firm_id"
+                    )
+                    retried = sum(1 for row in attempts if row["attempts"] > 1)
+                    outcome.retries = retried
+                    if retried or len(attempts) != 4:
+                        outcome.losses += 1
+                    reasons = sorted({str(row["last_error"]) for row in attempts})
+                    outcome.notes.append(
+                        f"{len(kept)} messages kept, {sent} MessageSent; {failed} MessageFailed "
+                        f"({len(attempts)} failed in the outbox, {retried} tried more than "
+                        f"once; {len(smtp.refusals)} refusals at the server): "
+                        + "; ".join(reasons)
+                    )
+                    if any("@" in reason for reason in reasons):
+                        outcome.notes.append("a reason holds an address")
+                        outcome.losses += 1
+                finally:
+                    smtp.stop()
+                    await worker.shutdown()
+                    await asyncio.gather(running, return_exceptions=True)
+    outcome.seconds = time.monotonic() - started
+    return outcome

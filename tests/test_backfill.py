@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+import os
+import sys
+import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
 from activities.store import EventStore
 from corridor import service
+from corridor.stack import TemporalDevServer
 from corridor.stack.smtp import LocalSmtpServer
 from domain.calendar import add_months, local_date, start_of_day
 from domain.commands import ArrangeMeeting, EnrollFirm, RequestMeeting
@@ -31,10 +36,12 @@ from domain.events import (
 from domain.messages import MessageKind, skip_reason
 from domain.programme import Firm, Programme
 from domain.state import JourneyState, evolve
-from tests.conftest import make_programme
+from tests.conftest import MASTER_KEY, make_programme
+from tests.support import run_program
 from workflows.digest import AdviserDigests, DigestInput
 
 TZ = "America/Los_Angeles"
+CORRIDOR = Path(sys.executable).with_name("corridor")
 
 
 def _programme(programme_id: str, mission_on: date | None = None) -> Programme:
@@ -261,3 +268,50 @@ async def test_a_message_whose_time_passed_while_the_journey_waited_is_skipped(
                if isinstance(e.event, MessageSkipped)]
     assert skip.kind == "result_overdue" and skip.recipient == "staff:anna"
     assert skip.reason.startswith("the result of meeting m-1 fell overdue on ")
+
+
+async def test_status_says_how_many_journeys_catch_up_and_what_was_not_sent(
+    client: Client, temporal_server: TemporalDevServer, dsn: str, task_queue: str,
+    worker: None, programme_id: str, tmp_path: Path,
+) -> None:
+    """One journey caught up (its messages skipped), one waiting for a catch-up worker.
+
+    The firms have no contact address: only the adviser's two missed visits count.
+    """
+    today = local_date(datetime.now(UTC), TZ)
+    introduced = add_months(today, -24) + timedelta(days=12)
+    programme = _programme(programme_id, introduced)
+
+    def enrolment(firm: str) -> EnrollFirm:
+        return EnrollFirm(programme=programme, firm=Firm(id=firm, name=firm.title()),
+                          mission_id="late", occurred_on=introduced)
+
+    await service.enroll(client, enrolment("done"), task_queue=task_queue)
+    await service.messages_settled(client, programme_id, "done")
+    nobody = f"nobody-{uuid.uuid4()}"  # no worker polls its catch-up queue
+    await service.enroll(client, enrolment("stuck"), task_queue=nobody)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CORRIDOR_"))},
+        "TEMPORAL_ADDRESS": temporal_server.address,
+        "CORRIDOR_DSN": dsn,
+        "CORRIDOR_MASTER_KEY": MASTER_KEY,
+        "CORRIDOR_TASK_QUEUE": nobody,
+        "CORRIDOR_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",
+    }
+    for _ in range(50):  # visibility follows a moment later
+        shown = await run_program(CORRIDOR, "status", "--programme", programme_id, env=env)
+        if "1 journey(s) catching up" in shown.out:
+            break
+        await asyncio.sleep(0.2)
+    assert shown.code == 0, shown
+    assert (
+        f"{programme_id}: 1 journey(s) catching up (enrolled after the fact: recording what "
+        f"fell due up to today); 1 task(s) waiting on {nobody}-catch-up"
+    ) in " ".join(shown.out.split()), shown
+    done = await run_program(CORRIDOR, "status", "done", env=env)
+    assert done.code == 0, done
+    assert (
+        "adviser: anna; messages sent: 0, 2 not sent because their time had passed"
+        in " ".join(done.out.split())
+    ), done

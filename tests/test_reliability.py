@@ -17,6 +17,7 @@ from reliability.scenarios import (
     many_commands,
     postgres_stopped,
     temporal_restarted,
+    unsendable,
     worker_killed,
 )
 
@@ -71,3 +72,7 @@ async def test_a_backfill_tells_nobody_of_the_past_and_staff_commands_are_all_an
     outcome = await backfill(30, _quiet, baseline_seconds=4.0)
     _assert_nothing_lost(outcome)  # every closed window skipped, recorded; each open one sent
     assert "0 not answered" in outcome.notes[1], outcome
+
+
+async def test_an_unsendable_message_fails_once_and_every_other_message_goes_out() -> None:
+    _assert_nothing_lost(await unsendable(3, _quiet))

@@ -18,7 +18,8 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
+from datetime import time as dt_time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from temporalio.client import Client
 from activities.store import EventStore
 from corridor import service
 from corridor.stack import TemporalDevServer, free_port
+from domain.calendar import ProgrammeClock, zone
 from domain.commands import Outcome as MeetingOutcome
 from domain.commands import RecordMeetingResult
 from reliability import workload
@@ -192,10 +194,17 @@ async def test_metrics_endpoint_shows_temporal_and_corridor_metrics_and_health(
         assert status == 200, body
         ready = json.loads((await asyncio.to_thread(worker.get, "/readyz"))[1])
         assert ready["checks"] == {"temporal": "ok", "postgres": "ok", "polling": "ok"}
+        assert ready["catching_up"] == {
+            "task_queue": f"{task_queue}-catch-up", "backlog": 0, "oldest_seconds": 0.0
+        }
 
         prog = workload.programme(f"metrics-{uuid.uuid4().hex[:6]}")
         enrol = workload.enrolment(prog, 1)
-        await service.enroll(client, enrol, task_queue=task_queue)
+        # On a held clock: a journey that catches up would run on the catch-up queue.
+        noon = datetime.combine(workload.INTRODUCED_ON, dt_time(12), tzinfo=zone(workload.TZ))
+        await service.enroll(
+            client, enrol, task_queue=task_queue, clock=ProgrammeClock.held_at(noon)
+        )
         with pytest.raises(service.Refused) as refused:  # no meeting m-404 was arranged
             await service.send(
                 client, prog.id, enrol.firm.id,

@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
         NextStepScheduled,
     )
     from domain.journey import decide
-    from domain.messages import message_id, message_kind, recipient, skip_reason
+    from domain.messages import CONTACT, message_id, message_kind, recipient, skip_reason
     from domain.state import JourneyState, evolve
     from domain.timeline import TimelineEntry, entry
     from domain.wording import explain
@@ -227,6 +227,10 @@ class JourneyInput(BaseModel):
             worker runs few tasks at a time, so that years of deadlines never stand in
             front of staff commands) and continues as new on this one when it has
             stored what fell due up to today; None: it stays where it started.
+        quiet_until: A real instant (aware): while the journey's clock is held (a past
+            journal being imported), a message is judged at this instant if it is later
+            than the business time, so an import in 2026 of 2014's records tells nobody
+            of 2014; None: at the business time.
     """
 
     enrollment: EnrollFirm
@@ -245,6 +249,7 @@ class JourneyInput(BaseModel):
     answers: dict[str, CommandResult] = Field(default_factory=dict)
     outgoing: list[int] = Field(default_factory=list)
     task_queue: str | None = None
+    quiet_until: AwareDatetime | None = None
 
 
 class JourneyView(BaseModel):
@@ -644,7 +649,20 @@ class FirmJourney:
         """Why the message of ``cause`` would mean nothing now (None: send it)."""
         kind = message_kind(cause)
         assert kind is not None
-        return skip_reason(kind, cause, self._journey, self._now())
+        return skip_reason(kind, cause, self._journey, self._told_at())
+
+    def _told_at(self) -> datetime:
+        """When a message would reach its reader: the business time, or a past replayed.
+
+        A journal imported after the fact plays on a held clock whose business time lies
+        in the past: its messages are judged at the import's real instant
+        (``JourneyInput.quiet_until``).
+        """
+        now = self._now()
+        quiet = self._input.quiet_until
+        if self._clock.held and quiet is not None and quiet > now:
+            return quiet
+        return now
 
     def _settled_at(self, version: int) -> int:
         """The version to store for ``version`` to be settled: with the skips it causes.
@@ -667,9 +685,10 @@ class FirmJourney:
             reason = self._skip(cause)
             kind = message_kind(cause)
             assert kind is not None
-            to = recipient(kind, at_cause or self._journey)
-            if to is None or reason is None:
-                continue  # nobody to tell; or (never) meaningful again
+            state = at_cause or self._journey
+            to = recipient(kind, state)
+            if to is None or reason is None or (to == CONTACT and not state.firm.contact_email):
+                continue  # nobody to tell (no adviser, no address); or meaningful again
             cause_id = event_id(workflow.info().workflow_id, version, cause)
             events.append(
                 MessageSkipped(
@@ -709,7 +728,7 @@ class FirmJourney:
                 SendMessageInput(
                     stream_id=stream_id,
                     stream_version=version,
-                    business_now=self._now() if self._windows else None,
+                    business_now=self._told_at() if self._windows else None,
                 ),
                 result_type=SendMessageResult,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -806,6 +825,7 @@ class FirmJourney:
             timeline=self._timeline[-TIMELINE_KEPT:],
             outgoing=self._outgoing,
             task_queue=self._input.task_queue,
+            quiet_until=self._input.quiet_until,
         )
 
     # ------------------------------------------------------------- staff commands

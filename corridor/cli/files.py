@@ -284,6 +284,7 @@ async def _import_past(
     left with its clock held is moved on again when the same command is run again).
     """
     outcome = DemoOutcome()
+    imported_at = datetime.now(UTC)
     slots = asyncio.Semaphore(concurrency)
     interrupted = False
     with (
@@ -309,6 +310,7 @@ async def _import_past(
                         until=None,
                         outcome=outcome,
                         report=advance,
+                        quiet_until=imported_at,  # an import tells nobody of the past
                     )
                 except (service.Unreachable, RPCError, service.Refused) as error:
                     outcome.failed.append((enrolment.firm.id, str(error)))

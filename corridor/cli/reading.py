@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.store import EventStore
 from corridor import service
@@ -67,6 +68,8 @@ def status(
                     if rows:
                         _journey_table(settings, connections, programme_id, rows)
                         shown += 1
+            for programme_id in programmes if shown else []:
+                await _catching_up_line(connections, settings, programme_id)
             names = ", ".join(programmes)
             if not shown and query is not None:
                 raise Failure(f"no journey of {names} matches --query {query!r}", 1)
@@ -76,6 +79,29 @@ def status(
                 await _firm_details(connections, programmes[0], firm, rows[0]["timezone"])
 
     run(main())
+
+
+async def _catching_up_line(
+    connections: Connections, settings: Settings, programme_id: str
+) -> None:
+    """Say how many of a programme's journeys are catching up, and the backlog's length."""
+    behind, _ = await service.journeys_catching_up(connections.client, programme_id)
+    if not behind:
+        return
+    try:
+        backlog = await service.catch_up_backlog(connections.client, settings.task_queue)
+        waiting = (
+            f"; {backlog.tasks} task(s) waiting on {backlog.task_queue}, the oldest for "
+            f"{backlog.oldest_seconds:.0f} s"
+        )
+    except RPCError:
+        waiting = ""
+    out.print(
+        f"{programme_id}: {behind} journey(s) catching up (enrolled after the fact: "
+        f"recording what fell due up to today){waiting}; staff commands to the others "
+        "are not kept waiting.",
+        soft_wrap=True,
+    )
 
 
 def _journey_table(
@@ -114,7 +140,20 @@ async def _firm_details(
         f"adviser: {state.adviser_id or 'none'}; messages sent: "
         f"{state.messages_sent}"
         + (f", {view.messages_waiting} waiting" if view.messages_waiting else "")
+        + (
+            f", {state.messages_skipped} not sent because their time had passed"
+            if state.messages_skipped
+            else ""
+        )
+        + (f", {state.messages_failed} failed" if state.messages_failed else ""),
+        soft_wrap=True,
     )
+    if state.last_message_failure:
+        out.print(
+            f"last failed message: {state.last_message_failure} (corridor mail --failed "
+            f"--firm {firm})",
+            soft_wrap=True,
+        )
     for step in state.next_steps.values():
         out.print(
             f"next step of {step.meeting_id}: {step.next_step} (due {step.due_on}, "

@@ -199,8 +199,11 @@ async def _enroll(
     task_queue: str,
     clock: ProgrammeClock,
     outcome: DemoOutcome,
+    quiet_until: datetime | None = None,
 ) -> bool:
-    started = await service.enroll(client, enrolment, task_queue=task_queue, clock=clock)
+    started = await service.enroll(
+        client, enrolment, task_queue=task_queue, clock=clock, quiet_until=quiet_until
+    )
     if started.started:
         outcome.enrolled += 1
     else:
@@ -247,6 +250,7 @@ async def play_firm_held(
     until: date | None,
     outcome: DemoOutcome,
     report: Progress,
+    quiet_until: datetime | None = None,
 ) -> None:
     """One firm's journey on a held clock, moved on to each record's day.
 
@@ -260,11 +264,17 @@ async def play_firm_held(
             speed from; None lets it run on the real clock (it catches up to today).
         outcome: Counts to add to.
         report: Called after each enrolment and record.
+        quiet_until: For an import after the fact (``corridor enroll --journal``): the
+            real instant at which its messages are judged, so nobody is told of the past;
+            None (the demo): at each record's business time, as the story plays.
     """
     assert enrolment.occurred_on is not None
     firm = enrolment.firm.id
     clock = ProgrammeClock.held_at(_noon(enrolment.occurred_on, programme))
-    await _enroll(client, enrolment, task_queue=task_queue, clock=clock, outcome=outcome)
+    await _enroll(
+        client, enrolment, task_queue=task_queue, clock=clock, outcome=outcome,
+        quiet_until=quiet_until,
+    )
     report(enrolment.occurred_on, f"{firm} enrolled")
     held = (await service.view(client, programme.id, firm)).clock.held
     for record in records:
