@@ -74,7 +74,7 @@ from domain.digest import (
     failed_message_items,
     failures_since,
 )
-from domain.events import Event, MessageSent
+from domain.events import Event, MessageNotSent, MessageSent
 from domain.messages import (
     CONTACT,
     Draft,
@@ -422,8 +422,12 @@ class MailActivities:
             return SendMessageResult(kind=kind.value, note="the firm has no adviser")
         mid = message_id(str(cause.event_id), to)
         result = SendMessageResult(message_id=mid, kind=kind.value, recipient=to)
-        if any(isinstance(e.event, MessageSent) and e.event.message_id == mid for e in envelopes):
-            return result.model_copy(update={"sent": True, "recorded": True})
+        for envelope in envelopes:  # the stream already says what became of it
+            told = envelope.event
+            if isinstance(told, MessageSent | MessageNotSent) and told.message_id == mid:
+                return result.model_copy(
+                    update={"sent": isinstance(told, MessageSent), "recorded": True}
+                )
         if not await self._known(mid):
             if input.business_now is not None:
                 now = fold([e.event for e in envelopes])
@@ -732,15 +736,16 @@ class MailActivities:
     ) -> dict[str, dict[str, int]]:
         """Messages the programme's journeys skipped since the previous digest.
 
-        ``MessageSkipped`` events recorded from :func:`domain.digest.failures_since` up
-        to the day before ``day`` (office days), by stream id and kind: what a backfill
-        did not tell, for the digest's opening summary.
+        ``MessageSkipped`` events stored from :func:`domain.digest.failures_since` up to
+        the day before ``day`` (office days, real time: a journal imported on a held
+        clock records its skips at past business times), by stream id and kind: what a
+        backfill did not tell, for the digest's opening summary.
         """
         rows = await self.store.pool.fetch(
             "SELECT e.stream_id, e.data->>'kind' AS kind, count(*) AS skipped "
             "FROM events e JOIN journeys j ON j.stream_id = e.stream_id "
             "WHERE j.programme_id = $1 AND e.event_type = 'MessageSkipped' "
-            "AND e.recorded_at >= $2 AND e.recorded_at < $3 "
+            "AND e.stored_at >= $2 AND e.stored_at < $3 "
             "GROUP BY e.stream_id, e.data->>'kind'",
             programme_id,
             start_of_day(failures_since(day), office_timezone),

@@ -17,6 +17,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -119,16 +120,26 @@ class Workers:
         await self.interactive.__aenter__()
         try:
             await self.catch_up.__aenter__()
-        except BaseException:
-            await self.interactive.__aexit__(None, None, None)
+        except BaseException as error:
+            await self.interactive.__aexit__(type(error), error, error.__traceback__)
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.catch_up.__aexit__(None, None, None)
-        finally:
-            await self.interactive.__aexit__(None, None, None)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Shut both down at once; a worker's own fatal error is raised, as ``Worker`` does."""
+        outcomes = await asyncio.gather(
+            self.catch_up.__aexit__(exc_type, exc, tb),
+            self.interactive.__aexit__(exc_type, exc, tb),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 def build_worker(

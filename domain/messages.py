@@ -425,14 +425,15 @@ def _summary_paragraph(summary: CatchUpSummary, language: Language, open_items: 
     firms, total = _number(summary.firms, language), _number(summary.messages, language)
     if language == "fr":
         return (
-            f"Rattrapage : {firms} firme(s) inscrite(s) après coup ont rattrapé leurs "
-            f"échéances ; {total} message(s) n'ont pas été envoyé(s), leur moment étant "
-            f"passé ({kinds}). Ce qui reste ouvert aujourd'hui suit ({open_items} point(s))."
+            f"Non envoyés, leur moment étant passé : {total} message(s) sur {firms} de vos "
+            f"firmes ({kinds}), inscrites après coup ou dépassées par ce qui a été "
+            f"enregistré depuis. Ce qui reste ouvert aujourd'hui suit ({open_items} "
+            "point(s))."
         )
     return (
-        f"Caught up: {firms} firm(s) enrolled after the fact caught up on their deadlines; "
-        f"{total} message(s) were not sent because their time had passed ({kinds}). What "
-        f"is still open today follows ({open_items} item(s))."
+        f"Not sent because their time had passed: {total} message(s) about {firms} of your "
+        f"firms ({kinds}), enrolled after the fact or overtaken by what was recorded since. "
+        f"What is still open today follows ({open_items} item(s))."
     )
 
 

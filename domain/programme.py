@@ -146,13 +146,20 @@ def _source(info: ValidationInfo) -> str | None:
 
 
 def typed_line(value: str, info: ValidationInfo) -> str:
-    """Validator of single-line text in commands: :func:`single_line`, unless read as stored."""
-    return printable(value) if _source(info) == "stored" else single_line(value)
+    """Validator of single-line text in commands: :func:`single_line` at input.
+
+    At input (``context=AT_INPUT``: the CLI, file rows, and the journey's update
+    validators and signal handler, which check each command as it arrives); otherwise
+    :func:`printable`: a command read back from a Temporal history (which its data
+    converter decodes without a context) is read as it was accepted, so that histories
+    recorded before the rule replay as they ran.
+    """
+    return single_line(value) if _source(info) == "input" else printable(value)
 
 
 def typed_lines(value: str, info: ValidationInfo) -> str:
-    """Validator of multi-line text in commands: :func:`multi_line`, unless read as stored."""
-    return printable(value) if _source(info) == "stored" else multi_line(value)
+    """Validator of multi-line text in commands: :func:`multi_line` at input (see above)."""
+    return multi_line(value) if _source(info) == "input" else printable(value)
 
 
 def kept_line(value: str, info: ValidationInfo) -> str:
@@ -222,7 +229,8 @@ Line = Annotated[
 ]
 """A short, non-empty, single-line piece of text in a command (counterparts, places,
 authors): line breaks, tabs, other control characters and bidirectional controls are
-refused wherever the command comes from (CLI, file row, signal, update)."""
+refused at input, wherever the command comes from (CLI, file row, signal, update:
+:func:`typed_line`)."""
 
 
 class Policy(BaseModel):

@@ -108,6 +108,41 @@ def _replace(text: str, begin: str, end: str, block: str) -> str:
     return pattern.sub(lambda _m: f"{begin}\n{block}\n{end}", text)
 
 
+def merge_rows(outcomes: list[Outcome], only: list[str]) -> None:
+    """Put the rows and notes of scenarios run alone (``--only``) into RELIABILITY.md.
+
+    Each replaces the row of the same scenario (or is added), and the heading says when
+    and with which command it was measured again.
+    """
+    text = REPORT.read_text(encoding="utf-8")
+    block = re.search(re.escape(BEGIN) + "\n(.*?)\n" + re.escape(END), text, re.DOTALL)
+    if block is None:
+        return
+    lines = block.group(1).split("\n")
+    fresh = table(outcomes).split("\n")
+    for outcome in outcomes:
+        row = next(r for r in fresh if r.startswith(f"| {outcome.scenario} |"))
+        at = next((i for i, r in enumerate(lines) if r.startswith(f"| {outcome.scenario} |")), None)
+        if at is None:
+            last = max(i for i, r in enumerate(lines) if r.startswith("| "))
+            lines.insert(last + 1, row)
+        else:
+            lines[at] = row
+        lines = [r for r in lines if not r.startswith(f"- {outcome.scenario}: ")]
+        lines += [r for r in fresh if r.startswith(f"- {outcome.scenario}: ")]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines[0] += (
+        f" Measured again {stamp} with `python -m reliability "
+        + " ".join(f"--only {name}" for name in only)
+        + "`: "
+        + ", ".join(o.scenario for o in outcomes)
+        + "."
+    )
+    REPORT.write_text(
+        _replace(text, BEGIN, END, "\n".join(lines)), encoding="utf-8"
+    )
+
+
 def write_report(
     outcomes: list[Outcome], quick: bool, corpus: tuple[int, int, int, str]
 ) -> None:
@@ -172,6 +207,8 @@ def main(
             "pass" if o.passed else "FAIL",
         )
     Console().print(result)
+    if write and only and "bad-input" not in only and not quick:
+        merge_rows(outcomes, only)
     if write and (not only or only == ["bad-input"]):
         console.print("== bad-input corpus")
         corpus = bad_input()

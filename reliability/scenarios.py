@@ -922,6 +922,19 @@ def _next_working_morning(prog: Programme) -> datetime:
     return datetime.combine(day, dt_time(7), tzinfo=zone(office))
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far, busy and in all, in clock ticks (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_cores(since: tuple[int, int], until: tuple[int, int]) -> float:
+    """How many of the machine's cores were busy, on average, between two readings."""
+    busy, total = until[0] - since[0], until[1] - since[1]
+    return (busy / total) * (os.cpu_count() or 1) if total else 0.0
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
@@ -1003,10 +1016,12 @@ async def backfill(
                     base: list[float] = []
                     failures: list[str] = []
                     stop_at = time.monotonic() + baseline_seconds
+                    cpu_start = _cpu_ticks()
                     await _steady_commands(
                         client, prog.id, live, rate, lambda: time.monotonic() > stop_at,
                         base, failures,
                     )
+                    cpu_baseline = _cpu_ticks()
                     progress(f"backfill: enrolling {journeys} firms introduced in 2013")
                     enrolled = 0
                     gate = asyncio.Semaphore(16)
@@ -1045,6 +1060,7 @@ async def backfill(
                         client, prog.id, live, rate, caught_up.is_set, during, failures
                     )
                     await watcher
+                    cpu_backfill = _cpu_ticks()
                     backfill_seconds = time.monotonic() - stop_at
                     progress(f"caught up after {backfill_seconds:.0f} s; checking")
                     now = datetime.now(UTC)
@@ -1115,7 +1131,9 @@ async def backfill(
                         f"backfill ({backfill_seconds:.0f} s) p50 "
                         f"{_percentile(during, 0.5) * 1000:.0f} ms p99 "
                         f"{_percentile(during, 0.99) * 1000:.0f} ms ({len(during)}); "
-                        f"{len(failures)} not answered"
+                        f"{len(failures)} not answered; busy cores "
+                        f"{_busy_cores(cpu_start, cpu_baseline):.2f} then "
+                        f"{_busy_cores(cpu_baseline, cpu_backfill):.2f} of {os.cpu_count()}"
                     )
                     if failures:
                         outcome.notes.append(failures[0])
@@ -1126,7 +1144,10 @@ async def backfill(
                             opening in m.parsed().get_body(  # type: ignore[union-attr]
                                 preferencelist=("plain",)
                             ).get_content()
-                            for opening in ("Caught up:", "Rattrapage :")
+                            for opening in (
+                                "Not sent because their time had passed:",
+                                "Non envoyés, leur moment étant passé :",
+                            )
                         )
                     ]
                     if len(summaries) != 2 or len(told) != 2:
@@ -1208,20 +1229,23 @@ async def unsendable(journeys: int, progress: Progress) -> Outcome:
                             client, enrolment, task_queue=task_queue,
                             clock=ProgrammeClock.held_at(noon),
                         )
-                        # Each reminder and the missed visit on its day (in its window).
+                        # Each reminder and the missed visit on its day (in its window),
+                        # its message out before the clock moves on, as days pass.
                         for day in (date(2014, 2, 16), date(2014, 8, 19), date(2014, 9, 18)):
                             until = datetime.combine(day, dt_time(12), tzinfo=zone(workload.TZ))
                             await service.advance_clock(client, prog.id, firm, until)
+                            await service.messages_settled(client, prog.id, firm, within=180)
 
                     progress(f"{journeys} journeys to their second return visit")
                     await asyncio.gather(*(one(n) for n in range(journeys)))
-                    failed = sent = 0
+                    failed = sent = skipped = 0
                     for number in range(journeys):
                         journey = await service.messages_settled(
                             client, prog.id, workload.firm_id(number), within=180
                         )
                         failed += journey.state.messages_failed
                         sent += journey.state.messages_sent
+                        skipped += journey.state.messages_skipped
                         if journey.state.messages_sent + journey.state.messages_failed == 3:
                             outcome.journeys_completed += 1
                     given = Counter(
@@ -1243,7 +1267,8 @@ async def unsendable(journeys: int, progress: Progress) -> Outcome:
                         outcome.losses += 1
                     reasons = sorted({str(row["last_error"]) for row in attempts})
                     outcome.notes.append(
-                        f"{len(kept)} messages kept, {sent} MessageSent; {failed} MessageFailed "
+                        f"{len(kept)} messages kept, {sent} MessageSent, {skipped} "
+                        f"MessageSkipped; {failed} MessageFailed "
                         f"({len(attempts)} failed in the outbox, {retried} tried more than "
                         f"once; {len(smtp.refusals)} refusals at the server): "
                         + "; ".join(reasons)

@@ -231,9 +231,9 @@ async def test_a_firm_enrolled_two_years_late_is_told_only_of_what_is_still_ahea
     body = digest.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     body = " ".join(body.split())
     assert (
-        "Caught up: 1 firm(s) enrolled after the fact caught up on their deadlines; 5 "
-        "message(s) were not sent because their time had passed (2 missed-visit notices, "
-        "3 return-visit reminders)."
+        "Not sent because their time had passed: 5 message(s) about 1 of your firms (2 "
+        "missed-visit notices, 3 return-visit reminders), enrolled after the fact or "
+        "overtaken by what was recorded since. What is still open today follows (1 item(s))."
     ) in body
 
 

@@ -72,12 +72,14 @@ with workflow.unsafe.imports_passed_through():
         Event,
         EventEnvelope,
         MessageFailed,
+        MessageNotSent,
         MessageSent,
         MessageSkipped,
         NextStepScheduled,
     )
     from domain.journey import decide
     from domain.messages import CONTACT, message_id, message_kind, recipient, skip_reason
+    from domain.programme import AT_INPUT
     from domain.state import JourneyState, evolve
     from domain.timeline import TimelineEntry, entry
     from domain.wording import explain
@@ -137,6 +139,12 @@ window has closed is recorded ``MessageSkipped`` instead of sent, at once when t
 journey stores its cause (a catch-up skips years of messages without one activity), and
 again just before sending (a message that waited out an outage); a message that can
 never be sent is recorded ``MessageFailed`` and the journey's other messages go on."""
+
+TEXT_AT_INPUT_PATCH = "text-checked-at-input"
+"""Patch: a signal's text is held to the input rule (no control characters in one line).
+
+Updates are checked in their validators, which never replay; a signal is checked in its
+handler, which does: a history that accepted such a signal before replays as it ran."""
 
 _SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -357,8 +365,8 @@ class FirmJourney:
         self._messages_recorded: set[uuid.UUID] = set()
         self._sender: asyncio.Task[None] | None = None
         self._windows = self._follow_ups and workflow.patched(MESSAGE_WINDOWS_PATCH)
-        self._causes: dict[int, tuple[Event, JourneyState | None]] = {}
-        self._to_skip: list[tuple[int, Event, JourneyState | None]] = []
+        self._causes: dict[int, tuple[uuid.UUID, Event, JourneyState | None]] = {}
+        self._to_skip: list[tuple[int, uuid.UUID, Event, JourneyState | None]] = []
         self._skips_through = 0  # version of the latest MessageSkipped recorded
         self._input = input
         self._clock = input.clock.anchored(workflow.now())
@@ -502,6 +510,7 @@ class FirmJourney:
             self._adopt(result.recorded_after, result.recorded)
         else:
             self._stored(last)
+        self._record_skipped()  # after the record is known: the store's, if adopted
         self._describe_soon()
 
     def _on_new_seed(self, _seed: int) -> None:
@@ -573,6 +582,7 @@ class FirmJourney:
         newer = [e for e in result.recorded if e.stream_version > known]
         if newer:
             self._adopt(known, newer)
+            self._record_skipped()
             self._describe_soon()
         return True
 
@@ -584,7 +594,6 @@ class FirmJourney:
         self._pending_states = {v: s for v, s in self._pending_states.items() if v > version}
         self._decided_by = {v: c for v, c in self._decided_by.items() if v > version}
         self._stored_version = version
-        self._record_skipped()
 
     def _adopt(self, after: int, recorded: list[EventEnvelope]) -> None:
         """Take the event store's record of the stream after version ``after``.
@@ -612,8 +621,8 @@ class FirmJourney:
             if envelope.command_id:
                 self._seen.add(envelope.command_id, envelope.stream_version)
         self._state = state
-        self._queue_messages(recorded)
         self._unstored, self._pending_states, self._decided_by = [], {}, {}
+        self._queue_messages(recorded)
         self._stored_state = state
         self._stored_version = state.stream_version
         workflow.logger.warning(
@@ -622,7 +631,7 @@ class FirmJourney:
             after,
             len(redo),
         )
-        self._record_skipped()
+        self._skips_through = min(self._skips_through, self._stored_version)
         for command in redo:
             self._apply(_signal_name(type(command)), command)
 
@@ -634,15 +643,24 @@ class FirmJourney:
         """
         if not self._follow_ups:
             return
+        told = {  # causes whose message's fate the record already has (an adopted record)
+            e.event.cause_version
+            for e in stored
+            if isinstance(e.event, MessageNotSent | MessageSent) and self._windows
+        }
         for envelope in stored:
-            if message_kind(envelope.event) is None:
+            if message_kind(envelope.event) is None or envelope.stream_version in told:
                 continue
             at_cause = self._pending_states.get(envelope.stream_version)
             if self._windows and self._skip(envelope.event) is not None:
-                self._to_skip.append((envelope.stream_version, envelope.event, at_cause))
+                self._to_skip.append(
+                    (envelope.stream_version, envelope.event_id, envelope.event, at_cause)
+                )
                 continue
             if self._windows:
-                self._causes[envelope.stream_version] = (envelope.event, at_cause)
+                self._causes[envelope.stream_version] = (
+                    envelope.event_id, envelope.event, at_cause
+                )
             self._outgoing.append(envelope.stream_version)
 
     def _skip(self, cause: Event) -> str | None:
@@ -681,7 +699,7 @@ class FirmJourney:
         self._catch_up()
         now = self._now()
         events: list[Event] = []
-        for version, cause, at_cause in skipped:
+        for version, cause_id, cause, at_cause in skipped:
             reason = self._skip(cause)
             kind = message_kind(cause)
             assert kind is not None
@@ -689,7 +707,6 @@ class FirmJourney:
             to = recipient(kind, state)
             if to is None or reason is None or (to == CONTACT and not state.firm.contact_email):
                 continue  # nobody to tell (no adviser, no address); or meaningful again
-            cause_id = event_id(workflow.info().workflow_id, version, cause)
             events.append(
                 MessageSkipped(
                     occurred_at=now,
@@ -717,10 +734,10 @@ class FirmJourney:
             await workflow.wait_condition(lambda: bool(self._outgoing))
             version = self._outgoing[0]
             cause = self._causes.pop(version, None)
-            if cause is not None and self._skip(cause[0]) is not None:
-                # Its occasion passed while it waited (an outage, a busy server).
+            if cause is not None and self._skip(cause[1]) is not None:
+                # Its occasion passed while it waited (a worker down, a busy server).
                 self._outgoing.pop(0)
-                self._to_skip.append((version, cause[0], cause[1]))
+                self._to_skip.append((version, *cause))
                 self._record_skipped()
                 continue
             result = await workflow.execute_activity(
@@ -736,8 +753,6 @@ class FirmJourney:
                 summary=f"send the message of event {version}",
             )
             self._outgoing.pop(0)
-            if not self._outgoing and self._input.task_queue is not None:
-                self._woken = True  # caught up, it may now move to its own task queue
             if (
                 result.recorded
                 or result.message_id is None
@@ -793,13 +808,13 @@ class FirmJourney:
     def _leaves_catch_up(self) -> bool:
         """Caught up on the catch-up task queue: time to serve staff on its own queue.
 
-        Its messages are sent first (they are part of catching up).
+        Messages still to send go with it (``JourneyInput.outgoing``): a mail server
+        down keeps no journey on the catch-up queue.
         """
         target = self._input.task_queue
         return (
             target is not None
             and target != workflow.info().task_queue
-            and not self._outgoing
             and self._is_caught_up(next_deadline(self._journey))
         )
 
@@ -1138,6 +1153,13 @@ class FirmJourney:
         update = workflow.current_update_info()
         if update is not None and update.id in self._updates:
             return
+        try:  # the text rule of input (validators run once, never on replay)
+            type(command).model_validate(command.model_dump(), context=AT_INPUT)
+        except ValidationError as error:
+            metrics.command_refused(command, "InvalidPayload")
+            raise ApplicationError(
+                explain(error), type="InvalidPayload", non_retryable=True
+            ) from None
         if command.command_id is not None and self._seen.may_have_seen(command.command_id):
             return
         if self._in_reset_task():
@@ -1244,8 +1266,10 @@ class FirmJourney:
                 name, None, "InvalidPayload", f"expects {_shape(command_type)}; got {got}"
             )
             return
+        # Signals replay: what was accepted before the text rule is read as it was then.
+        context = AT_INPUT if workflow.patched(TEXT_AT_INPUT_PATCH) else None
         try:
-            command = TypeAdapter(command_type).validate_python(payloads[0])
+            command = TypeAdapter(command_type).validate_python(payloads[0], context=context)
         except ValidationError as error:
             self._refuse(name, None, "InvalidPayload", explain(error))
             return

@@ -52,6 +52,7 @@ from domain.commands import (
     Withdraw,
 )
 from domain.money import Money
+from domain.programme import AT_INPUT
 from domain.wording import explain
 
 
@@ -111,7 +112,9 @@ def _send_one(
     async def main() -> None:
         try:
             command = build()
-            command = type(command).model_validate({**command.model_dump(), "by": author(by)})
+            command = type(command).model_validate(
+                {**command.model_dump(), "by": author(by)}, context=AT_INPUT
+            )
         except ValueError as error:
             raise Failure(_first(error), 2) from None
         if command.command_id is None:
