@@ -246,6 +246,7 @@ async def answered(
     call: Awaitable[T],
     *,
     query: bool = False,
+    waiting: Callable[[str], None] | None = None,
 ) -> T:
     """Wait for a journey's answer, as long as a worker takes the journey's tasks.
 
@@ -260,12 +261,16 @@ async def answered(
         handle: The journey.
         call: The update or query, not yet awaited.
         query: The call is a query (no workflow task is scheduled for it).
+        waiting: Told once when, ``NOTICE_AFTER`` seconds on, the journey is still on
+            its catch-up task queue (the answer waits for its catch-up).
 
     Raises:
         NoWorker: No worker takes the journey's tasks (the message says what to start).
     """
     task = asyncio.ensure_future(call)
     watch = _WorkerWatch(client, handle, query=query)
+    began = time.monotonic()
+    told = waiting is None
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=CHECK_EVERY)
@@ -277,6 +282,19 @@ async def answered(
                 continue  # the call itself will tell what is wrong
             if gone:
                 raise NoWorker(_no_worker(watch.queue))
+            if (
+                waiting is not None
+                and not told
+                and time.monotonic() - began > NOTICE_AFTER
+                and watch.queue.endswith(CATCH_UP_SUFFIX)
+            ):
+                told = True
+                waiting(
+                    f"{handle.id} is still catching up (enrolled after the fact: it "
+                    f"records what fell due up to today, on {watch.queue}); the command "
+                    "waits for it and is recorded once it has caught up. Ctrl-C stops "
+                    "waiting: sending the same command again later is safe."
+                )
     finally:
         if not task.done():
             task.cancel()
@@ -396,6 +414,12 @@ async def enroll(
     return Enrolment(command.firm.id, workflow_id, started=True)
 
 
+CATCH_UP_SUFFIX = "-catch-up"
+"""What a journey's own task queue is suffixed with to name its catch-up task queue."""
+NOTICE_AFTER = 5.0
+"""Seconds a command waits for a journey still catching up before the caller is told."""
+
+
 def catch_up_task_queue(task_queue: str) -> str:
     """The task queue of the journeys of ``task_queue`` that are catching up.
 
@@ -403,7 +427,7 @@ def catch_up_task_queue(task_queue: str) -> str:
     journeys enrolled after the fact never stand in front of staff commands
     (docs/architecture.md, "Staff first").
     """
-    return f"{task_queue}-catch-up"
+    return f"{task_queue}{CATCH_UP_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -477,7 +501,14 @@ def journey_handle(client: Client, programme_id: str, firm_id: str) -> WorkflowH
     return client.get_workflow_handle(journey_workflow_id(programme_id, firm_id))
 
 
-async def send(client: Client, programme_id: str, firm_id: str, command: Command) -> CommandResult:
+async def send(
+    client: Client,
+    programme_id: str,
+    firm_id: str,
+    command: Command,
+    *,
+    waiting: Callable[[str], None] | None = None,
+) -> CommandResult:
     """Send a staff command to a journey as an update and wait for its result.
 
     Args:
@@ -485,6 +516,9 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
         programme_id: The programme.
         firm_id: The firm whose journey receives the command.
         command: One of the staff commands.
+        waiting: Told once, in plain words, when the journey is still catching up on
+            its catch-up task queue after ``NOTICE_AFTER`` seconds (the command waits
+            for it: it is taken once the journey has caught up).
 
     Returns:
         The journey's answer (events recorded, or ``duplicate`` for a known command id).
@@ -508,6 +542,7 @@ async def send(client: Client, programme_id: str, firm_id: str, command: Command
                 client,
                 handle,
                 handle.execute_update(update, command, id=update_id, result_type=CommandResult),
+                waiting=waiting,
             )
             return result
         except WorkflowUpdateFailedError as error:

@@ -437,6 +437,25 @@ def _summary_paragraph(summary: CatchUpSummary, language: Language, open_items: 
     )
 
 
+DIGEST_ITEMS_LISTED = 50
+"""Items of one bucket a digest lists one by one (the most recent); the rest are counted."""
+
+
+def _older_line(older: list[DigestItem], language: Language) -> str:
+    """The count of a bucket's items not listed: how many, about how many firms, since."""
+    firms = len({i.firm_id for i in older})
+    oldest = min(i.due_on for i in older)
+    if language == "fr":
+        return (
+            f"… et {_number(len(older), language)} point(s) plus ancien(s) sur {firms} "
+            f"firme(s), depuis le {oldest} : corridor status FIRME les montre."
+        )
+    return (
+        f"… and {_number(len(older), language)} older item(s) about {firms} firm(s), since "
+        f"{oldest}: corridor status FIRM shows them."
+    )
+
+
 def digest_draft(
     items: list[DigestItem],
     *,
@@ -476,10 +495,16 @@ def digest_draft(
         if not chosen:
             continue
         heading = _BUCKETS[language][bucket]
+        older: list[DigestItem] = []
+        if len(chosen) > DIGEST_ITEMS_LISTED:  # the most recent; the rest counted
+            ordered = sorted(chosen, key=lambda i: i.due_on, reverse=True)
+            chosen = sorted(ordered[:DIGEST_ITEMS_LISTED], key=lambda i: (i.due_on, i.firm_id))
+            older = ordered[DIGEST_ITEMS_LISTED:]
         lines = [
             f"- {i.due_on} {i.firm_name} ({i.firm_id}): {i.what}\n    {i.command}" for i in chosen
         ]
-        sections.append(f"{heading}\n" + "\n".join(lines))
+        rest = _older_line(older, language) if older else None
+        sections.append(f"{heading}\n" + "\n".join(lines + ([rest] if rest else [])))
         html_sections.append(
             f"<h3>{escape(heading)}</h3><ul>"
             + "".join(
@@ -488,6 +513,7 @@ def digest_draft(
                 for i in chosen
             )
             + "</ul>"
+            + (f"<p>{escape(rest)}</p>" if rest else "")
         )
     hello = f"Bonjour {name}," if fr else f"Hello {name},"
     text = "\n\n".join([_dated(language, day), hello, *sections, organiser]) + "\n"

@@ -24,7 +24,7 @@ from activities.store import EventStore
 from corridor import service
 from corridor.stack import TemporalDevServer
 from corridor.stack.smtp import LocalSmtpServer
-from domain.calendar import add_months, local_date, start_of_day
+from domain.calendar import ProgrammeClock, add_months, local_date, start_of_day
 from domain.commands import ArrangeMeeting, EnrollFirm, RequestMeeting
 from domain.events import (
     EvaluationCompleted,
@@ -315,3 +315,47 @@ async def test_status_says_how_many_journeys_catch_up_and_what_was_not_sent(
         "adviser: anna; messages sent: 0, 2 not sent because their time had passed"
         in " ".join(done.out.split())
     ), done
+
+
+async def test_a_command_waiting_for_a_journey_still_catching_up_is_told_why(
+    client: Client, task_queue: str, worker: None, programme_id: str
+) -> None:
+    """A journey on the catch-up task queue (polled, busy): the caller hears why it waits."""
+    programme = _programme(programme_id)
+    await service.enroll(
+        client,
+        EnrollFirm(programme=programme, firm=Firm(id="busy", name="Busy"), mission_id="m1",
+                   occurred_on=date(2013, 9, 17)),
+        task_queue=service.catch_up_task_queue(task_queue),  # as if still catching up
+        clock=ProgrammeClock.held_at(start_of_day(date(2013, 9, 17), TZ)),
+    )
+    handle = service.journey_handle(client, programme_id, "busy")
+    told: list[str] = []
+    # An answer that takes longer than NOTICE_AFTER, as behind a catch-up backlog.
+    await service.answered(client, handle, asyncio.sleep(service.NOTICE_AFTER + 2.5),
+                           waiting=told.append)
+    assert told == [
+        f"journey/{programme_id}/busy is still catching up (enrolled after the fact: it "
+        f"records what fell due up to today, on {task_queue}-catch-up); the command waits "
+        "for it and is recorded once it has caught up. Ctrl-C stops waiting: sending the "
+        "same command again later is safe."
+    ]
+
+
+def test_a_digest_after_a_backfill_lists_the_latest_items_and_counts_the_rest() -> None:
+    from domain.digest import Bucket, DigestItem
+    from domain.messages import DIGEST_ITEMS_LISTED, digest_draft
+
+    items = [
+        DigestItem(firm_id=f"f{n % 40}", firm_name=f"Firm {n % 40}", bucket=Bucket.OVERDUE,
+                   due_on=date(2015, 1, 1) + timedelta(days=n), what=f"item {n}",
+                   command="corridor visit ...")
+        for n in range(120)
+    ]
+    words = digest_draft(items, day=date(2026, 12, 8), language="en", name="Anna",
+                         organiser="Québec International")
+    listed = [line for line in words.text.splitlines() if line.startswith("- ")]
+    assert len(listed) == DIGEST_ITEMS_LISTED == 50
+    assert listed[0].startswith("- 2015-03-12 ") and listed[-1].startswith("- 2015-04-30 ")
+    assert "… and 70 older item(s) about 40 firm(s), since 2015-01-01" in words.text
+    assert words.subject == "Follow-ups for 2026-12-08: 120 items"

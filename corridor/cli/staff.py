@@ -25,6 +25,7 @@ from corridor.cli.app import (
     OnOption,
     ProgrammeOption,
     author,
+    err,
     out,
     run,
 )
@@ -122,7 +123,10 @@ def _send_one(
         async with connected(settings) as connections:
             programme_id = await programme_id_of(connections, programme, firm)
             try:
-                result = await service.send(connections.client, programme_id, firm, command)
+                result = await service.send(
+                    connections.client, programme_id, firm, command,
+                    waiting=lambda text: err.print(text, soft_wrap=True),
+                )
             except service.Refused as refusal:
                 raise Failure(f"refused ({refusal.rule}): {refusal.message}", 1) from None
         if result.duplicate:
