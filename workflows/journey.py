@@ -366,7 +366,9 @@ class FirmJourney:
         self._sender: asyncio.Task[None] | None = None
         self._windows = self._follow_ups and workflow.patched(MESSAGE_WINDOWS_PATCH)
         self._causes: dict[int, tuple[uuid.UUID, Event, JourneyState | None]] = {}
-        self._to_skip: list[tuple[int, uuid.UUID, Event, JourneyState | None]] = []
+        # Messages judged not worth sending (version, cause id, cause, state at cause,
+        # why), recorded as MessageSkipped by _record_skipped.
+        self._to_skip: list[tuple[int, uuid.UUID, Event, JourneyState | None, str]] = []
         self._skips_through = 0  # version of the latest MessageSkipped recorded
         self._input = input
         self._clock = input.clock.anchored(workflow.now())
@@ -652,9 +654,10 @@ class FirmJourney:
             if message_kind(envelope.event) is None or envelope.stream_version in told:
                 continue
             at_cause = self._pending_states.get(envelope.stream_version)
-            if self._windows and self._skip(envelope.event) is not None:
+            reason = self._skip(envelope.event) if self._windows else None
+            if reason is not None:
                 self._to_skip.append(
-                    (envelope.stream_version, envelope.event_id, envelope.event, at_cause)
+                    (envelope.stream_version, envelope.event_id, envelope.event, at_cause, reason)
                 )
                 continue
             if self._windows:
@@ -699,14 +702,13 @@ class FirmJourney:
         self._catch_up()
         now = self._now()
         events: list[Event] = []
-        for version, cause_id, cause, at_cause in skipped:
-            reason = self._skip(cause)
+        for version, cause_id, cause, at_cause, reason in skipped:
             kind = message_kind(cause)
             assert kind is not None
             state = at_cause or self._journey
             to = recipient(kind, state)
-            if to is None or reason is None or (to == CONTACT and not state.firm.contact_email):
-                continue  # nobody to tell (no adviser, no address); or meaningful again
+            if to is None or (to == CONTACT and not state.firm.contact_email):
+                continue  # nobody to tell: no adviser, no address
             events.append(
                 MessageSkipped(
                     occurred_at=now,
@@ -734,10 +736,11 @@ class FirmJourney:
             await workflow.wait_condition(lambda: bool(self._outgoing))
             version = self._outgoing[0]
             cause = self._causes.pop(version, None)
-            if cause is not None and self._skip(cause[1]) is not None:
+            late = self._skip(cause[1]) if cause is not None else None
+            if cause is not None and late is not None:
                 # Its occasion passed while it waited (a worker down, a busy server).
                 self._outgoing.pop(0)
-                self._to_skip.append((version, *cause))
+                self._to_skip.append((version, *cause, late))
                 self._record_skipped()
                 continue
             result = await workflow.execute_activity(
